@@ -1,0 +1,82 @@
+"""Webshocket: RPC, streaming, sessions and pub/sub over WebSockets, on picows and uvloop.
+
+A drop-in for the ``webshocket`` 0.5.x API and wire format.
+"""
+
+import logging
+
+from ._ext import SPEEDUPS
+from ._loop import install_uvloop as _install_uvloop
+from ._loop import run
+from .client import WebSocketClient
+from .connection import ClientConnection
+from .enum import ClientType, ConnectionState, PacketSource, RPCErrorCode, ServerState
+from .exceptions import (
+    ConnectionClosedError,
+    ConnectionError,
+    ConnectionFailedError,
+    InvalidURIError,
+    MessageError,
+    PacketError,
+    PacketValidationError,
+    RateLimitError,
+    ReceiveTimeoutError,
+    RPCError,
+    RPCMethodNotFoundError,
+    RPCTimeoutError,
+    SubscriptionLimitError,
+    TimeoutError,
+    WebSocketError,
+)
+from .handler import DefaultWebSocketHandler, WebSocketHandler
+from .packets import Packet, RPCRequest, RPCResponse
+from .predicate import All, Any, Has, Is, IsEqual
+from .rpc import rate_limit, rpc_method
+from .server import WebSocketServer
+
+__version__ = "0.6.0"
+
+__all__ = [
+    "SPEEDUPS",
+    "All",
+    "Any",
+    "ClientConnection",
+    "ClientType",
+    "ConnectionClosedError",
+    "ConnectionError",
+    "ConnectionFailedError",
+    "ConnectionState",
+    "DefaultWebSocketHandler",
+    "Has",
+    "InvalidURIError",
+    "Is",
+    "IsEqual",
+    "MessageError",
+    "Packet",
+    "PacketError",
+    "PacketSource",
+    "PacketValidationError",
+    "RPCError",
+    "RPCErrorCode",
+    "RPCMethodNotFoundError",
+    "RPCRequest",
+    "RPCResponse",
+    "RPCTimeoutError",
+    "RateLimitError",
+    "ReceiveTimeoutError",
+    "ServerState",
+    "SubscriptionLimitError",
+    "TimeoutError",
+    "WebSocketClient",
+    "WebSocketError",
+    "WebSocketHandler",
+    "WebSocketServer",
+    "rate_limit",
+    "rpc_method",
+    "run",
+]
+
+UVLOOP: bool = _install_uvloop()
+"""True when ``asyncio.run()`` uses uvloop (installed on import; ``WEBSHOCKET_NO_UVLOOP=1`` disables)."""
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,32 @@
+"""Choose, per hot module, the compiled implementation or its pure-Python twin.
+
+Each hot module ``X`` exists twice with one API: ``webshocket._X_c`` (Cython, built
+from ``_speedups/``) and ``webshocket._X_py``. The compiled one is used when it
+imports, unless ``WEBSHOCKET_NO_EXTENSIONS`` is set to a non-empty value other
+than ``0``. :data:`SPEEDUPS` records which implementation each module uses.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+
+NO_EXTENSIONS: bool = os.environ.get("WEBSHOCKET_NO_EXTENSIONS", "") not in ("", "0")
+
+#: module name -> True when its compiled implementation is in use.
+SPEEDUPS: dict[str, bool] = {}
+
+
+def load(name: str) -> ModuleType:
+    """Return the implementation of hot module ``name`` (``"codec"``, ``"channels"``, ...)."""
+    if not NO_EXTENSIONS:
+        try:
+            module = importlib.import_module(f"webshocket._{name}_c")
+        except ImportError:
+            pass
+        else:
+            SPEEDUPS[name] = True
+            return module
+    SPEEDUPS[name] = False
+    return importlib.import_module(f"webshocket._{name}_py")

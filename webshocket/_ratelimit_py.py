@@ -1,0 +1,47 @@
+"""Pure-Python token bucket (twin of the compiled ``_ratelimit_c``)."""
+
+from __future__ import annotations
+
+from time import monotonic
+
+__all__ = ["TokenBucket"]
+
+
+class TokenBucket:
+    """``limit`` tokens, refilled continuously at ``limit / period`` tokens per second.
+
+    One bucket per (connection, method). :meth:`allow` takes a token if one is
+    left and says whether it did.
+    """
+
+    __slots__ = ("_rate", "_stamp", "_tokens", "limit", "period")
+
+    def __init__(self, limit: int, period: float) -> None:
+        if limit < 1 or not period > 0:
+            raise ValueError("TokenBucket needs limit >= 1 and period > 0")
+        self.limit = limit
+        self.period = float(period)
+        self._rate = limit / self.period
+        self._tokens = float(limit)
+        self._stamp = monotonic()
+
+    def allow(self) -> bool:
+        """Take one token now; False when the bucket is empty."""
+        return self.allow_at(monotonic())
+
+    def allow_at(self, now: float) -> bool:
+        """Take one token at monotonic time ``now`` (seconds)."""
+        elapsed = now - self._stamp
+        if elapsed > 0:
+            tokens = self._tokens + elapsed * self._rate
+            self._tokens = tokens if tokens < self.limit else float(self.limit)
+            self._stamp = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    @property
+    def tokens(self) -> float:
+        """Tokens left as of the last call."""
+        return self._tokens

@@ -1,0 +1,10 @@
+"""Protocol constants."""
+
+DEFAULT_CHUNK_SIZE = 64 * 1024
+"""Messages above this size are written as fragmented messages of 64 KiB frames."""
+
+DEFAULT_WEBSHOCKET_SUBPROTOCOL = "webshocket.v1"
+"""Subprotocol that selects the msgpack dialect (framework clients)."""
+
+DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
+"""Largest message (after reassembly) the server accepts; above it, close 1009."""

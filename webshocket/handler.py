@@ -1,0 +1,217 @@
+"""Application logic lives in a :class:`WebSocketHandler` subclass."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Collection, Iterable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ._codec import encode_packet, encode_push
+from .channels import ChannelIndex
+from .connection import channel_names
+from .enum import ConnectionState, PacketSource
+from .exceptions import PacketError
+from .packets import Packet
+from .typing import RPC_Function, RPC_Predicate, RPCMethod, SessionState
+
+if TYPE_CHECKING:
+    from .connection import ClientConnection
+
+__all__ = ["DefaultWebSocketHandler", "WebSocketHandler"]
+
+TState = TypeVar("TState", bound=SessionState)
+_CHANNEL = int(PacketSource.CHANNEL)
+_BROADCAST = int(PacketSource.BROADCAST)
+
+
+def _rpc_method_of(func: Any) -> RPCMethod:
+    return RPCMethod(
+        func=func,
+        rate_limit=getattr(func, "_rate_limit", None),
+        restricted=getattr(func, "_restricted", None),
+        is_stream=getattr(func, "_is_stream", False),
+    )
+
+
+class WebSocketHandler(Generic[TState]):
+    """Base class for server logic: lifecycle hooks, RPC methods, channels.
+
+    .. code-block:: python
+
+        class ChatHandler(WebSocketHandler):
+            async def on_connect(self, connection):
+                connection.subscribe("lobby")
+
+            @rpc_method()
+            async def say(self, connection, text: str):
+                self.publish("lobby", {"from": connection.uid.hex, "text": text})
+
+    Attributes:
+        clients: every connected client.
+        channels: exact channel name -> subscribers.
+        patterns: glob pattern -> subscribers.
+    """
+
+    def __init__(self) -> None:
+        self.clients: set[ClientConnection[Any]] = set()
+        self._index = ChannelIndex()
+        self.channels: dict[str, set[ClientConnection[Any]]] = self._index.channels
+        self.patterns: dict[str, set[ClientConnection[Any]]] = self._index.patterns
+        self._rpc_methods: dict[str, RPCMethod] = {}
+        for name, func in inspect.getmembers(type(self)):
+            if getattr(func, "_is_rpc_method", False):
+                bound = getattr(self, name)
+                self._rpc_methods[getattr(func, "_rpc_alias_name", name)] = _rpc_method_of(bound)
+
+    # ------------------------------------------------------------------ hooks
+
+    async def on_connect(self, connection: ClientConnection[TState]) -> None:
+        """Called once a client has connected, before any of its messages is handled."""
+
+    async def on_disconnect(self, connection: ClientConnection[TState]) -> None:
+        """Called after a client has gone (its subscriptions are already removed)."""
+
+    async def on_receive(self, connection: ClientConnection[TState], packet: Packet[Any]) -> None:
+        """Called, in order, for each non-RPC packet a client sends."""
+
+    # ------------------------------------------------------------------ RPC
+
+    def register_rpc_method(self, func: RPC_Function, alias_name: str | None = None) -> None:
+        """Register a function marked with ``@rpc_method`` at run time.
+
+        The function receives ``(connection, *args, **kwargs)``.
+
+        Raises:
+            ValueError: ``func`` is not marked with ``@rpc_method``.
+        """
+        if not getattr(func, "_is_rpc_method", False):
+            raise ValueError("Function is a non-RPC method.")
+        name = alias_name or getattr(func, "_rpc_alias_name", None) or getattr(func, "__name__")
+        self._rpc_methods[name] = _rpc_method_of(func)
+
+    # ------------------------------------------------------------------ channels
+
+    def subscribe(self, client: ClientConnection[Any], channel: str | Iterable[str]) -> None:
+        """Subscribe ``client`` to one or more channels or glob patterns.
+
+        Raises:
+            SubscriptionLimitError: that would exceed the client's ``max_subscribed_channels``.
+        """
+        names = channel_names(channel)
+        client._check_subscription_limit(names)
+        if client.connection_state is not ConnectionState.CONNECTED:
+            return
+        own = client._subscribed_channels
+        for name in names:
+            self._index.add(client, name)
+            own.add(name)
+
+    def unsubscribe(self, client: ClientConnection[Any], channel: str | Iterable[str]) -> None:
+        """Unsubscribe ``client`` from one or more channels or patterns."""
+        own = client._subscribed_channels
+        for name in channel_names(channel):
+            self._index.discard(client, name)
+            own.discard(name)
+
+    def _unsubscribe_all(self, client: ClientConnection[Any]) -> None:
+        own = client._subscribed_channels
+        for name in own:
+            self._index.discard(client, name)
+        own.clear()
+
+    def subscribers(self, channel: str) -> Collection[ClientConnection[Any]]:
+        """Clients subscribed to ``channel`` exactly or by pattern, each once (do not mutate)."""
+        return self._index.subscribers(channel)
+
+    # ------------------------------------------------------------------ fan-out
+
+    def publish(
+        self,
+        channel: str | Iterable[str],
+        data: Any,
+        exclude: Iterable[ClientConnection[Any]] | None = None,
+        predicate: RPC_Predicate | None = None,
+    ) -> None:
+        """Send ``data`` to every subscriber of ``channel`` (or of each channel given).
+
+        A client subscribed both exactly and by pattern gets one copy. The packet
+        is encoded once per dialect.
+
+        Args:
+            channel: a channel name or an iterable of names.
+            data: the payload, or a CHANNEL :class:`Packet` sent as is.
+            exclude: clients not to send to.
+            predicate: only clients for which it returns True get it.
+        """
+        if isinstance(data, Packet) and data.source != PacketSource.CHANNEL:
+            raise PacketError("Cannot publish non-channel packet.")
+        excluded = _as_set(exclude)
+        for name in dict.fromkeys(channel_names(channel)):
+            recipients = self._index.subscribers(name)
+            if recipients:
+                if isinstance(data, Packet):
+                    self._fan_out(recipients, lambda as_json: encode_packet(data, as_json), excluded, predicate)
+                else:
+                    self._fan_out(
+                        recipients, lambda as_json: encode_push(_CHANNEL, data, name, as_json), excluded, predicate
+                    )
+
+    def broadcast(
+        self,
+        data: Any,
+        exclude: Iterable[ClientConnection[Any]] | None = None,
+        predicate: RPC_Predicate | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Send ``data`` to every connected client as a BROADCAST packet.
+
+        Args:
+            data: the payload, or a BROADCAST :class:`Packet` sent as is.
+            exclude: clients not to send to.
+            predicate: only clients for which it returns True get it.
+            **kwargs: extra :class:`Packet` fields (``correlation_id``, ``timestamp``).
+        """
+        if not self.clients:
+            return
+        if isinstance(data, Packet) or kwargs:
+            packet = data if isinstance(data, Packet) else Packet(PacketSource.BROADCAST, data, **kwargs)
+            if packet.source != PacketSource.BROADCAST:
+                raise PacketError("Cannot broadcast non-broadcast packet.")
+            self._fan_out(self.clients, lambda as_json: encode_packet(packet, as_json), _as_set(exclude), predicate)
+        else:
+            self._fan_out(
+                self.clients, lambda as_json: encode_push(_BROADCAST, data, None, as_json), _as_set(exclude), predicate
+            )
+
+    @staticmethod
+    def _fan_out(
+        recipients: Collection[ClientConnection[Any]],
+        encode: Any,
+        excluded: Collection[ClientConnection[Any]],
+        predicate: RPC_Predicate | None,
+    ) -> None:
+        encoded: list[bytes | None] = [None, None]  # [msgpack, json]
+        for client in tuple(recipients) if predicate is not None else recipients:
+            if excluded and client in excluded:
+                continue
+            if predicate is not None and not predicate(client):
+                continue
+            as_json = client._json
+            payload = encoded[as_json]
+            if payload is None:
+                payload = encoded[as_json] = encode(as_json)
+            client._write(payload)
+
+
+def _as_set(exclude: Iterable[Any] | None) -> Collection[Any]:
+    if not exclude:
+        return ()
+    return exclude if isinstance(exclude, (set, frozenset)) else set(exclude)
+
+
+class DefaultWebSocketHandler(WebSocketHandler[Any]):
+    """Handler used when none is given: packets are queued for ``connection.recv()``
+    and new connections for ``server.accept()``."""
+
+    async def on_receive(self, connection: ClientConnection[Any], packet: Packet[Any]) -> None:
+        connection._enqueue_packet(packet)

@@ -1,0 +1,89 @@
+"""Decorators that turn handler coroutines into RPC methods.
+
+``@rpc_method`` marks a coroutine (plain RPC) or an async generator (streaming
+RPC). ``@rate_limit`` attaches a per-connection token bucket. Both only set
+attributes on the function, so they stack in either order and add no call overhead.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from .typing import RateLimitConfig, RPC_Predicate
+from .utils import parse_duration
+
+__all__ = ["rate_limit", "rpc_method"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _check_async(func: Callable[..., Any]) -> bool:
+    """Return True for an async generator function, False for a coroutine function."""
+    if inspect.isasyncgenfunction(func):
+        return True
+    if inspect.iscoroutinefunction(func):
+        return False
+    raise TypeError(f"RPC method '{getattr(func, '__name__', func)}' must be an async function.")
+
+
+def rpc_method(alias_name: str | None = None, requires: RPC_Predicate | None = None) -> Callable[[F], F]:
+    """Expose a handler coroutine (or async generator, for streaming) as an RPC method.
+
+    .. code-block:: python
+
+        class MyHandler(WebSocketHandler):
+            @rpc_method(alias_name="add")
+            async def add(self, connection, a: int, b: int) -> int:
+                return a + b
+
+            @rpc_method(requires=Is("is_admin"))
+            async def secret(self, connection) -> str:
+                return "sensitive"
+
+    Args:
+        alias_name: name clients call it by (default: the function's name).
+        requires: predicate the caller's connection must satisfy, else ACCESS_DENIED.
+    """
+    if callable(alias_name) and requires is None and not isinstance(alias_name, str):
+        # Used bare, as ``@rpc_method``.
+        return rpc_method()(alias_name)  # type: ignore[return-value]
+
+    def decorator(func: F) -> F:
+        params = list(inspect.signature(func).parameters.values())
+        is_method = bool(params) and params[0].name == "self"
+        needed = 2 if is_method else 1
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+        if len(positional) < needed:
+            expected = "(self, connection, ...)" if is_method else "(connection, ...)"
+            raise TypeError(f"'{func.__name__}' must accept the client connection: {expected}")
+        attrs = func.__dict__
+        attrs["_is_stream"] = _check_async(func)
+        attrs["_rpc_alias_name"] = alias_name or func.__name__
+        attrs["_restricted"] = requires
+        attrs["_is_rpc_method"] = True
+        return func
+
+    return decorator
+
+
+def rate_limit(*, limit: int, period: str | float = "1s", disconnect_on_limit_exceeded: bool = False) -> Callable[[F], F]:
+    """Limit an RPC method to ``limit`` calls per ``period`` for each connection.
+
+    A token bucket of ``limit`` tokens refilled continuously over ``period``
+    (``"30s"``, ``"5m"``, ``"1h"``, ``"2d"`` or seconds). Over the limit the caller
+    gets RATE_LIMIT_EXCEEDED; with ``disconnect_on_limit_exceeded`` the connection
+    is also closed with 1013 (try again later). Stacks with ``@rpc_method`` in
+    either order.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"rate_limit(limit=...) must be a positive integer, got {limit!r}")
+    config = RateLimitConfig(limit, parse_duration(period), disconnect_on_limit_exceeded)
+
+    def decorator(func: F) -> F:
+        _check_async(func)
+        func.__dict__["_rate_limit"] = config
+        return func
+
+    return decorator

@@ -1,0 +1,254 @@
+"""The WebSocket server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from picows import (
+    WSCloseCode,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+    ws_create_server,
+)
+
+from ._ext import load
+from .connection import ClientConnection
+from .constant import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_WEBSHOCKET_SUBPROTOCOL
+from .enum import ClientType, ServerState
+from .exceptions import WebSocketError
+from .handler import DefaultWebSocketHandler, WebSocketHandler
+
+__all__ = ["WebSocketServer"]
+
+H = TypeVar("H", bound=WebSocketHandler[Any])
+_listener = load("listener")
+
+
+def wants_framework(request: WSUpgradeRequest) -> bool:
+    """True when the upgrade request asks for the ``webshocket.v1`` subprotocol."""
+    offered = request.headers.getall("Sec-WebSocket-Protocol", ())
+    return any(
+        token.strip() == DEFAULT_WEBSHOCKET_SUBPROTOCOL for value in offered for token in value.split(",")
+    )
+
+
+class WebSocketServer(Generic[H]):
+    """A WebSocket server running a :class:`WebSocketHandler`.
+
+    .. code-block:: python
+
+        server = WebSocketServer("0.0.0.0", 5000, clientHandler=MyHandler)
+        async with server:
+            await server.serve_forever()
+
+    Args:
+        host: address to bind.
+        port: port to bind; 0 picks a free one (read ``server.port`` after ``start()``).
+        clientHandler: the handler class; one instance serves every connection.
+        ssl_context: a server-side SSL context for ``wss://``.
+        max_connection: refuse clients beyond this many (HTTP 503 at upgrade).
+        packet_qsize: packets queued per connection for ``recv()`` before reading pauses.
+        rpc_task_limit: RPCs running at once in this server; more are queued.
+        max_subscribed_channels: channels and patterns per connection (0 or None: no limit).
+        max_message_size: largest message accepted; above it the connection is closed with 1009.
+
+    Attributes other than these are looked up on the handler, so ``server.publish``,
+    ``server.broadcast`` and ``server.register_rpc_method`` work.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        clientHandler: type[H] = DefaultWebSocketHandler,  # type: ignore[assignment]  # noqa: N803
+        ssl_context: ssl.SSLContext | None = None,
+        max_connection: int | None = None,
+        packet_qsize: int = 512,
+        rpc_task_limit: int = 1024,
+        max_subscribed_channels: int | None = 5,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        if rpc_task_limit < 1:
+            raise ValueError("rpc_task_limit must be at least 1")
+        if max_message_size < 1:
+            raise ValueError("max_message_size must be positive")
+        self.logger = logging.getLogger("webshocket.server")
+        self.state = ServerState.CLOSED
+        self.host = host
+        self.port = port
+        self.handler: H = clientHandler()
+        self.ssl_context = ssl_context
+        self.max_connection = max_connection
+        self.max_message_size = max_message_size
+        self._packet_qsize = packet_qsize
+        self._rpc_task_limit = rpc_task_limit
+        self._max_subscribed_channels = max_subscribed_channels
+        self._server: asyncio.Server | None = None
+        self._core: Any = None
+        self._accept_queue: asyncio.Queue[ClientConnection[Any]] | None = None
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("connections_opened", "connections_closed", "rpc_calls", "rpc_errors", "rate_limited"), 0
+        )
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def clients(self) -> set[ClientConnection[Any]]:
+        """Every connected client."""
+        return self.handler.clients
+
+    @property
+    def channels(self) -> dict[str, set[ClientConnection[Any]]]:
+        """Exact channel name -> subscribers."""
+        return self.handler.channels
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` actually bound."""
+        return self.host, self.port
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _listener_factory(self, request: WSUpgradeRequest) -> Any:
+        if self.state is not ServerState.SERVING:
+            return WSUpgradeResponseWithListener(
+                WSUpgradeResponse.create_error_response(503, b"Server is shutting down."), None
+            )
+        if self.max_connection is not None and len(self.handler.clients) >= self.max_connection:
+            return WSUpgradeResponseWithListener(
+                WSUpgradeResponse.create_error_response(503, b"Server is full, try again later."), None
+            )
+        if wants_framework(request):
+            return WSUpgradeResponseWithListener(
+                WSUpgradeResponse.create_101_response(
+                    extra_headers={"Sec-WebSocket-Protocol": DEFAULT_WEBSHOCKET_SUBPROTOCOL}
+                ),
+                _listener.ServerListener(self._core, ClientType.FRAMEWORK),
+            )
+        return _listener.ServerListener(self._core, ClientType.GENERIC)
+
+    def _on_new_connection(self, conn: ClientConnection[Any]) -> None:
+        if self._accept_queue is not None:
+            self._accept_queue.put_nowait(conn)
+        self.logger.info("New connection from %s", conn.remote_address)
+
+    async def start(self, **kwargs: Any) -> WebSocketServer[H]:
+        """Bind and start accepting connections (extra kwargs go to picows/asyncio)."""
+        if self._server is not None:
+            return self
+        self._core = _listener.ServerCore(self)
+        if isinstance(self.handler, DefaultWebSocketHandler):
+            self._accept_queue = asyncio.Queue()
+        self.state = ServerState.SERVING
+        try:
+            self._server = await ws_create_server(
+                self._listener_factory,
+                self.host,
+                self.port,
+                ssl=self.ssl_context,
+                max_frame_size=self.max_message_size,
+                enable_auto_ping=True,
+                logger_name="webshocket.server.picows",
+                **kwargs,
+            )
+        except BaseException:
+            self.state = ServerState.CLOSED
+            raise
+        sockets = self._server.sockets
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        self.logger.info("Server started on %s:%s", self.host, self.port)
+        return self
+
+    async def serve_forever(self, **kwargs: Any) -> None:
+        """Start (if needed) and serve until :meth:`close` is called."""
+        await self.start(**kwargs)
+        server = self._server
+        if server is None:
+            return
+        try:
+            await server.serve_forever()
+        except asyncio.CancelledError:
+            if self._server is None:  # closed by close(): a normal end
+                return
+            raise
+
+    async def accept(self) -> ClientConnection[Any]:
+        """Wait for the next client (only with the default handler)."""
+        if not isinstance(self.handler, DefaultWebSocketHandler):
+            raise TypeError("Cannot use manual accept() when handler callback is active.")
+        if self._accept_queue is None:
+            raise WebSocketError("Error getting client: server is not started")
+        return await self._accept_queue.get()
+
+    async def close(self, timeout: float | None = 10.0) -> None:
+        """Shut down gracefully.
+
+        Stop accepting, let running RPCs finish (up to ``timeout`` seconds), send
+        1001 (going away) to every client and return once they are all gone and
+        their ``on_disconnect`` hooks have run.
+        """
+        server = self._server
+        if server is None:
+            return
+        self._server = None
+        self.state = ServerState.CLOSED
+        server.close()
+        core = self._core
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        plain = [task for task in core.rpc_tasks if not _is_stream_task(task)]
+        if plain:
+            await asyncio.wait(plain, timeout=timeout)
+        clients = list(self.handler.clients)
+        for client in clients:
+            client.close(WSCloseCode.GOING_AWAY, b"Server is shutting down.")
+        if clients:
+            remaining = None if deadline is None else max(0.0, deadline - loop.time())
+            waits = [asyncio.ensure_future(c._protocol.wait_disconnected()) for c in clients]
+            _done, late = await asyncio.wait(waits, timeout=remaining if remaining else 1.0)
+            for client in clients:
+                if not client._protocol.is_disconnected:
+                    client._protocol.disconnect(False)
+            for waiter in late:
+                waiter.cancel()
+        for task in list(core.rpc_tasks):
+            task.cancel()
+        lifecycle = list(core.lifecycle_tasks)
+        if lifecycle:
+            await asyncio.wait(lifecycle, timeout=5.0)
+        try:
+            await asyncio.wait_for(server.wait_closed(), 5.0)
+        except (asyncio.TimeoutError, TimeoutError):
+            self.logger.warning("Server did not close within 5 s")
+        self.logger.info("Server closed")
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return getattr(self.handler, name)
+        except AttributeError:
+            raise AttributeError(
+                f"'{type(self).__name__}' object and its handler have no attribute '{name}'"
+            ) from None
+
+    async def __aenter__(self) -> WebSocketServer[H]:
+        return await self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+def _is_stream_task(task: asyncio.Task[Any]) -> bool:
+    coro = task.get_coro()
+    return getattr(coro, "__name__", "") == "_stream"
+

@@ -1,0 +1,54 @@
+"""Type aliases and the records that describe RPC methods."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+
+if TYPE_CHECKING:
+    from .connection import ClientConnection
+
+Serializable: TypeAlias = Any
+"""Anything the codec can write: None, bool, int, float, str, bytes, list, tuple, set,
+dict, dataclasses, enums, UUIDs, dates, and :class:`~webshocket.Packet`."""
+
+
+class RPC_Function(Protocol):  # noqa: N801 - 0.5.x name
+    """An RPC method bound to its handler: ``(connection, *args, **kwargs)``."""
+
+    def __call__(self, connection: ClientConnection, /, *args: Any, **kwargs: Any) -> Any: ...
+
+
+RPC_Predicate: TypeAlias = Callable[["ClientConnection"], bool]
+"""A callable deciding something about a connection (see :mod:`webshocket.predicate`)."""
+
+
+class SessionState(Protocol):
+    """Marker for the type of a connection's session state."""
+
+
+@dataclass(slots=True, frozen=True)
+class RateLimitConfig:
+    """``limit`` calls per ``period`` seconds, per connection."""
+
+    limit: int
+    period: float
+    disconnect_on_limit_exceeded: bool
+
+
+@dataclass(slots=True, frozen=True)
+class RPCMethod:
+    """A registered RPC method."""
+
+    func: Callable[..., Any]
+    rate_limit: RateLimitConfig | None = None
+    restricted: RPC_Predicate | None = None
+    is_stream: bool = False
+
+    def __repr__(self) -> str:
+        name = getattr(self.func, "__name__", repr(self.func))
+        return f"RPCMethod(func={name}, rate_limit={self.rate_limit}, restricted={self.restricted})"
+
+
+OnReceive: TypeAlias = Callable[[Any], Awaitable[None]]

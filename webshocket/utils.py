@@ -1,0 +1,36 @@
+"""Small helpers: call ids and duration strings."""
+
+import os
+import time
+from itertools import count
+
+_id_counter = count(1)
+_id_prefix = f"{os.getpid():x}{int(time.time()) & 0xFFFF:x}"
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def generate_uuid() -> str:
+    """Return a process-unique call id (cheap: a prefix and a counter)."""
+    return _id_prefix + format(next(_id_counter), "x")
+
+
+def parse_duration(duration: str | float | int) -> float:
+    """Turn ``"10s"``, ``"5m"``, ``"1h"``, ``"2d"`` (or a number of seconds) into seconds."""
+    if isinstance(duration, (int, float)) and not isinstance(duration, bool):
+        seconds = float(duration)
+    else:
+        if not isinstance(duration, str) or not duration:
+            raise ValueError("Duration cannot be empty.")
+        unit = duration[-1]
+        if unit not in _UNITS:
+            raise ValueError(
+                "Invalid duration unit. Expected one of s, m, h, d (e.g '10s', '5m', '1h', '2d')"
+            )
+        try:
+            seconds = float(duration[:-1]) * _UNITS[unit]
+        except ValueError:
+            raise ValueError(f"Invalid duration {duration!r}: expected a number before the unit") from None
+    if not seconds > 0:
+        raise ValueError(f"Duration must be positive, got {duration!r}")
+    return seconds
