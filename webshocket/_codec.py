@@ -1,4 +1,4 @@
-"""The packet codec in use (compiled ``_codec_c`` or pure ``_codec_py``).
+"""The packet objects and codec in use (compiled ``_codec_c`` or pure ``_codec_py``).
 
 ``json`` arguments select the dialect: False for msgpack (framework clients),
 True for JSON (generic clients). Decoding never raises: a message that is not a
@@ -9,10 +9,13 @@ from ._ext import load
 
 _impl = load("codec")
 
+Packet = _impl.Packet
+RPCRequest = _impl.RPCRequest
+RPCResponse = _impl.RPCResponse
 decode_packet = _impl.decode_packet
 encode_packet = _impl.encode_packet
 encode_push = _impl.encode_push
 encode_response = _impl.encode_response
 encode_request = _impl.encode_request
 
-__all__ = ["decode_packet", "encode_packet", "encode_push", "encode_request", "encode_response"]
+__all__ = ["Packet", "RPCRequest", "RPCResponse", "decode_packet", "encode_packet", "encode_push", "encode_request", "encode_response"]

@@ -9,6 +9,7 @@ than ``0``. :data:`SPEEDUPS` records which implementation each module uses.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from types import ModuleType
 
@@ -25,6 +26,10 @@ def load(name: str) -> ModuleType:
             module = importlib.import_module(f"webshocket._{name}_c")
         except ImportError:
             pass
+        except Exception as exc:  # e.g. built against another picows: binary incompatibility
+            logging.getLogger("webshocket").warning(
+                "compiled module webshocket._%s_c failed to load (%s); using the pure-Python twin", name, exc
+            )
         else:
             SPEEDUPS[name] = True
             return module

@@ -1,0 +1,1168 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled packet codec (twin of ``webshocket/_codec_py.py``).
+
+Its own msgpack reader and writer, working on C buffers: RPC responses and
+pushed packets are written straight from their fields, never through a dict.
+JSON values go through the stdlib's C encoder; the packet framing around them
+is written here. Output is byte-identical to the pure twin.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.dict cimport PyDict_Next, PyDict_SetItem
+from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE, PyList_New, PyList_SET_ITEM
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_AsUnsignedLongLong, PyLong_FromLongLong, PyLong_FromUnsignedLongLong
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcmp, memcpy
+
+import json
+
+import msgpack
+
+cimport cython
+
+from types import GenericAlias
+
+from webshocket import _codec_py
+from webshocket.enum import PacketSource, RPCErrorCode
+from webshocket.utils import generate_uuid
+
+__all__ = [
+    "Packet",
+    "RPCRequest",
+    "RPCResponse",
+    "decode_packet",
+    "encode_packet",
+    "encode_push",
+    "encode_request",
+    "encode_response",
+]
+
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object o, Py_ssize_t* size) except NULL
+
+cdef extern from *:
+    """
+    #include <string.h>
+    static inline unsigned long long ws_be64(unsigned long long x) { return __builtin_bswap64(x); }
+    static inline unsigned int ws_be32(unsigned int x) { return __builtin_bswap32(x); }
+    static inline unsigned short ws_be16(unsigned short x) { return __builtin_bswap16(x); }
+    """
+    unsigned long long ws_be64(unsigned long long x) nogil
+    unsigned int ws_be32(unsigned int x) nogil
+    unsigned short ws_be16(unsigned short x) nogil
+
+
+DEF INLINE_SIZE = 480
+DEF MAX_DEPTH = 1024
+
+cdef object _py_to_builtin = _codec_py._to_builtin
+cdef object _json_default_py = _codec_py._json_default
+cdef object _json_loads = json.loads
+cdef object _unpackb = msgpack.unpackb
+cdef object _UNKNOWN = PacketSource.UNKNOWN
+cdef dict _SOURCES = {int(s): s for s in PacketSource}
+cdef dict _ERRORS = {int(e): e for e in RPCErrorCode}
+
+
+def _to_builtin(obj):
+    """Map values msgpack/json don't know to ones they do (compiled packet objects included)."""
+    if isinstance(obj, Packet):
+        return packet_map(<Packet>obj)
+    if isinstance(obj, (RPCRequest, RPCResponse)):
+        return rpc_map(obj)
+    return _py_to_builtin(obj)
+
+
+def _json_default(obj):
+    if isinstance(obj, (Packet, RPCRequest, RPCResponse)):
+        return _to_builtin(obj)
+    return _json_default_py(obj)
+
+
+cdef object _dump_json = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), default=_json_default, allow_nan=True
+).encode
+
+
+cdef dict rpc_map(object rpc):
+    cdef RPCResponse resp
+    cdef RPCRequest req
+    if isinstance(rpc, RPCResponse):
+        resp = <RPCResponse>rpc
+        return {
+            "type": "response",
+            "call_id": resp.call_id,
+            "response": resp.response,
+            "error": None if resp.error is None else int(resp.error),
+            "is_stream": resp.is_stream,
+            "is_end": resp.is_end,
+        }
+    req = <RPCRequest>rpc
+    return {"type": "request", "method": req.method, "args": req.args, "kwargs": req.kwargs, "call_id": req.call_id}
+
+
+cdef dict packet_map(Packet packet):
+    cdef dict out = {"source": int(packet.source)}
+    if packet.data is not None:
+        out["data"] = packet.data
+    if packet.rpc is not None:
+        out["rpc"] = rpc_map(packet.rpc)
+    if packet.channel is not None:
+        out["channel"] = packet.channel
+    if packet.timestamp is not None:
+        out["timestamp"] = packet.timestamp
+    if packet.correlation_id is not None:
+        out["correlation_id"] = packet.correlation_id
+    return out
+
+
+class _Invalid(Exception):
+    """A decoded value does not have the shape of a packet."""
+
+
+# =========================================================================== packet objects
+
+@cython.freelist(64)
+cdef class RPCRequest:
+    """An RPC call: ``method(*args, **kwargs)`` identified by ``call_id``."""
+
+    cdef public object method
+    cdef public object args
+    cdef public object kwargs
+    cdef public object call_id
+
+    def __init__(self, method, args=(), kwargs=None, call_id=None):
+        self.method = method
+        self.args = args
+        self.kwargs = {} if kwargs is None else kwargs
+        self.call_id = generate_uuid() if call_id is None else call_id
+
+    def __eq__(self, other):
+        if not isinstance(other, RPCRequest):
+            return NotImplemented
+        return (self.method, list(self.args), self.kwargs, self.call_id) == (
+            other.method, list(other.args), other.kwargs, other.call_id
+        )
+
+    __hash__ = None
+
+    def __repr__(self):
+        return (
+            f"RPCRequest(method={self.method!r}, args={self.args!r}, "
+            f"kwargs={self.kwargs!r}, call_id={self.call_id!r})"
+        )
+
+
+@cython.freelist(64)
+cdef class RPCResponse:
+    """The answer to an :class:`RPCRequest` (one per chunk for a streaming method).
+
+    ``response`` is the result, or the error message when ``error`` is set.
+    ``data``, ``rpc`` and ``source`` make it usable where a :class:`Packet` is
+    expected: ``(await client.send_rpc("add", 1, 2)).data == 3``.
+    """
+
+    cdef public object call_id
+    cdef public object response
+    cdef public object error
+    cdef public object is_stream
+    cdef public object is_end
+
+    def __init__(self, call_id, response=None, error=None, is_stream=False, is_end=False):
+        self.call_id = call_id
+        self.response = response
+        self.error = error
+        self.is_stream = is_stream
+        self.is_end = is_end
+
+    @property
+    def data(self):
+        """The result (alias of ``response``), as in ``packet.data``."""
+        return self.response
+
+    @property
+    def rpc(self):
+        """This response (so ``result.rpc.response`` works as on a packet)."""
+        return self
+
+    @property
+    def source(self):
+        """Always :attr:`PacketSource.RPC`."""
+        return _RPC_SOURCE
+
+    @property
+    def ok(self):
+        """True when the call succeeded (``error`` is None)."""
+        return self.error is None
+
+    def __eq__(self, other):
+        if not isinstance(other, RPCResponse):
+            return NotImplemented
+        return (self.call_id, self.response, self.error, self.is_stream, self.is_end) == (
+            other.call_id, other.response, other.error, other.is_stream, other.is_end
+        )
+
+    __hash__ = None
+
+    def __repr__(self):
+        return (
+            f"RPCResponse(call_id={self.call_id!r}, response={self.response!r}, error={self.error!r}, "
+            f"is_stream={self.is_stream!r}, is_end={self.is_end!r})"
+        )
+
+
+@cython.freelist(64)
+cdef class Packet:
+    """One message of the protocol.
+
+    Attributes:
+        source: where it comes from (:class:`PacketSource`).
+        data: the payload of a custom, channel or broadcast packet.
+        rpc: an :class:`RPCRequest` or :class:`RPCResponse`.
+        channel: the channel a CHANNEL packet was published to.
+        timestamp: optional float.
+        correlation_id: optional string.
+    """
+
+    cdef public object source
+    cdef public object data
+    cdef public object rpc
+    cdef public object channel
+    cdef public object timestamp
+    cdef public object correlation_id
+
+    def __init__(self, source, data=None, rpc=None, channel=None, timestamp=None, correlation_id=None):
+        self.source = source
+        self.data = data
+        self.rpc = rpc
+        self.channel = channel
+        self.timestamp = timestamp
+        self.correlation_id = correlation_id
+
+    def __class_getitem__(cls, item):
+        return GenericAlias(cls, item)
+
+    def __eq__(self, other):
+        if not isinstance(other, Packet):
+            return NotImplemented
+        cdef Packet o = <Packet>other
+        return (self.source, self.data, self.rpc, self.channel, self.timestamp, self.correlation_id) == (
+            o.source, o.data, o.rpc, o.channel, o.timestamp, o.correlation_id
+        )
+
+    __hash__ = None
+
+    def __repr__(self):
+        values = (self.source, self.data, self.rpc, self.channel, self.timestamp, self.correlation_id)
+        fields = ", ".join(
+            f"{name}={value!r}" for name, value in zip(_PACKET_FIELDS, values) if name == "source" or value is not None
+        )
+        return f"Packet({fields})"
+
+
+cdef tuple _PACKET_FIELDS = ("source", "data", "rpc", "channel", "timestamp", "correlation_id")
+cdef object _RPC_SOURCE = PacketSource.RPC
+
+
+cdef inline Packet new_packet(object source, object data, object rpc, object channel, object timestamp, object correlation_id):
+    cdef Packet p = Packet.__new__(Packet)
+    p.source = source
+    p.data = data
+    p.rpc = rpc
+    p.channel = channel
+    p.timestamp = timestamp
+    p.correlation_id = correlation_id
+    return p
+
+
+cdef inline RPCRequest new_request(object method, object args, object kwargs, object call_id):
+    cdef RPCRequest r = RPCRequest.__new__(RPCRequest)
+    r.method = method
+    r.args = args
+    r.kwargs = kwargs
+    r.call_id = call_id
+    return r
+
+
+cdef inline RPCResponse new_response(object call_id, object response, object error, object is_stream, object is_end):
+    cdef RPCResponse r = RPCResponse.__new__(RPCResponse)
+    r.call_id = call_id
+    r.response = response
+    r.error = error
+    r.is_stream = is_stream
+    r.is_end = is_end
+    return r
+
+
+# =========================================================================== buffer
+
+cdef struct Buf:
+    char* data
+    Py_ssize_t size
+    Py_ssize_t cap
+    bint heap
+    char inline_data[INLINE_SIZE]
+
+
+cdef inline void buf_init(Buf* b) noexcept:
+    b.data = b.inline_data
+    b.size = 0
+    b.cap = INLINE_SIZE
+    b.heap = 0
+
+
+cdef inline void buf_free(Buf* b) noexcept:
+    if b.heap:
+        free(b.data)
+        b.heap = 0
+
+
+cdef int buf_grow(Buf* b, Py_ssize_t need) except -1:
+    cdef Py_ssize_t cap = b.cap * 2
+    cdef char* p
+    if cap < b.size + need:
+        cap = b.size + need
+    if b.heap:
+        p = <char*>realloc(b.data, cap)
+    else:
+        p = <char*>malloc(cap)
+        if p != NULL:
+            memcpy(p, b.data, b.size)
+    if p == NULL:
+        raise MemoryError()
+    b.data = p
+    b.cap = cap
+    b.heap = 1
+    return 0
+
+
+cdef inline int put(Buf* b, const char* src, Py_ssize_t n) except -1:
+    if b.size + n > b.cap:
+        buf_grow(b, n)
+    memcpy(b.data + b.size, src, n)
+    b.size += n
+    return 0
+
+
+cdef inline int put1(Buf* b, uint8_t c) except -1:
+    if b.size + 1 > b.cap:
+        buf_grow(b, 1)
+    b.data[b.size] = <char>c
+    b.size += 1
+    return 0
+
+
+cdef inline int put_bytes(Buf* b, bytes s) except -1:
+    return put(b, PyBytes_AS_STRING(s), PyBytes_GET_SIZE(s))
+
+
+cdef inline bytes buf_bytes(Buf* b):
+    return PyBytes_FromStringAndSize(b.data, b.size)
+
+
+# =========================================================================== msgpack writer
+
+cdef inline int put_u8(Buf* b, uint8_t head, uint8_t v) except -1:
+    cdef char tmp[2]
+    tmp[0] = <char>head
+    tmp[1] = <char>v
+    return put(b, tmp, 2)
+
+
+cdef inline int put_u16(Buf* b, uint8_t head, uint16_t v) except -1:
+    cdef char tmp[3]
+    tmp[0] = <char>head
+    v = ws_be16(v)
+    memcpy(tmp + 1, &v, 2)
+    return put(b, tmp, 3)
+
+
+cdef inline int put_u32(Buf* b, uint8_t head, uint32_t v) except -1:
+    cdef char tmp[5]
+    tmp[0] = <char>head
+    v = ws_be32(v)
+    memcpy(tmp + 1, &v, 4)
+    return put(b, tmp, 5)
+
+
+cdef inline int put_u64(Buf* b, uint8_t head, uint64_t v) except -1:
+    cdef char tmp[9]
+    tmp[0] = <char>head
+    v = ws_be64(v)
+    memcpy(tmp + 1, &v, 8)
+    return put(b, tmp, 9)
+
+
+cdef int pack_int(Buf* b, object o) except -1:
+    cdef int overflow = 0
+    cdef long long v = PyLong_AsLongLongAndOverflow(o, &overflow)
+    cdef unsigned long long u
+    if overflow == 0:
+        if v >= 0:
+            if v < 128:
+                return put1(b, <uint8_t>v)
+            if v < 0x100:
+                return put_u8(b, 0xcc, <uint8_t>v)
+            if v < 0x10000:
+                return put_u16(b, 0xcd, <uint16_t>v)
+            if v < 0x100000000:
+                return put_u32(b, 0xce, <uint32_t>v)
+            return put_u64(b, 0xcf, <uint64_t>v)
+        if v >= -32:
+            return put1(b, <uint8_t>(<int8_t>v))
+        if v >= -128:
+            return put_u8(b, 0xd0, <uint8_t>(<int8_t>v))
+        if v >= -32768:
+            return put_u16(b, 0xd1, <uint16_t>(<int16_t>v))
+        if v >= -2147483648:
+            return put_u32(b, 0xd2, <uint32_t>(<int32_t>v))
+        return put_u64(b, 0xd3, <uint64_t>v)
+    if overflow > 0:
+        try:
+            u = PyLong_AsUnsignedLongLong(o)
+        except OverflowError:
+            raise OverflowError("Integer value out of range") from None
+        return put_u64(b, 0xcf, u)
+    raise OverflowError("Integer value out of range")
+
+
+cdef inline int pack_float(Buf* b, double d) except -1:
+    cdef uint64_t bits
+    memcpy(&bits, &d, 8)
+    return put_u64(b, 0xcb, bits)
+
+
+cdef int pack_str(Buf* b, object s) except -1:
+    cdef Py_ssize_t n
+    cdef const char* p = PyUnicode_AsUTF8AndSize(s, &n)
+    if n < 32:
+        put1(b, 0xa0 | <uint8_t>n)
+    elif n < 0x100:
+        put_u8(b, 0xd9, <uint8_t>n)
+    elif n < 0x10000:
+        put_u16(b, 0xda, <uint16_t>n)
+    elif n <= 0xffffffff:
+        put_u32(b, 0xdb, <uint32_t>n)
+    else:
+        raise ValueError("String is too large")
+    return put(b, p, n)
+
+
+cdef int pack_bin(Buf* b, const char* p, Py_ssize_t n) except -1:
+    if n < 0x100:
+        put_u8(b, 0xc4, <uint8_t>n)
+    elif n < 0x10000:
+        put_u16(b, 0xc5, <uint16_t>n)
+    elif n <= 0xffffffff:
+        put_u32(b, 0xc6, <uint32_t>n)
+    else:
+        raise ValueError("Bytes object is too large")
+    return put(b, p, n)
+
+
+cdef int pack_array_header(Buf* b, Py_ssize_t n) except -1:
+    if n < 16:
+        return put1(b, 0x90 | <uint8_t>n)
+    if n < 0x10000:
+        return put_u16(b, 0xdc, <uint16_t>n)
+    if n <= 0xffffffff:
+        return put_u32(b, 0xdd, <uint32_t>n)
+    raise ValueError("list is too large")
+
+
+cdef int pack_map_header(Buf* b, Py_ssize_t n) except -1:
+    if n < 16:
+        return put1(b, 0x80 | <uint8_t>n)
+    if n < 0x10000:
+        return put_u16(b, 0xde, <uint16_t>n)
+    if n <= 0xffffffff:
+        return put_u32(b, 0xdf, <uint32_t>n)
+    raise ValueError("dict is too large")
+
+
+cdef inline int check_depth(int depth) except -1:
+    if depth <= 0:
+        raise ValueError("recursion limit exceeded.")
+    return 0
+
+
+cdef int pack(Buf* b, object o, int depth) except -1:
+    cdef Py_ssize_t i, n, pos
+    cdef PyObject* key
+    cdef PyObject* value
+    cdef type t
+    cdef bint converted = False
+    while True:
+        t = type(o)
+        if o is None:
+            return put1(b, 0xc0)
+        if o is True:
+            return put1(b, 0xc3)
+        if o is False:
+            return put1(b, 0xc2)
+        if t is int:
+            return pack_int(b, o)
+        if t is str:
+            return pack_str(b, o)
+        if t is float:
+            return pack_float(b, PyFloat_AS_DOUBLE(o))
+        if t is dict:
+            check_depth(depth)
+            n = len(<dict>o)
+            pack_map_header(b, n)
+            pos = 0
+            while PyDict_Next(o, &pos, &key, &value):
+                pack(b, <object>key, depth - 1)
+                pack(b, <object>value, depth - 1)
+            return 0
+        if t is list:
+            check_depth(depth)
+            n = PyList_GET_SIZE(o)
+            pack_array_header(b, n)
+            for i in range(n):
+                pack(b, <object>PyList_GET_ITEM(o, i), depth - 1)
+            return 0
+        if t is tuple:
+            check_depth(depth)
+            n = PyTuple_GET_SIZE(o)
+            pack_array_header(b, n)
+            for i in range(n):
+                pack(b, <object>PyTuple_GET_ITEM(o, i), depth - 1)
+            return 0
+        if t is bytes:
+            return pack_bin(b, PyBytes_AS_STRING(o), PyBytes_GET_SIZE(o))
+        if t is bytearray:
+            return pack_bin(b, PyByteArray_AS_STRING(o), PyByteArray_GET_SIZE(o))
+        # Subclasses, as msgpack-python (strict_types=False) treats them.
+        if isinstance(o, int):
+            return pack_int(b, o)
+        if isinstance(o, float):
+            return pack_float(b, <double>o)
+        if isinstance(o, str):
+            return pack_str(b, o)
+        if isinstance(o, bytes):
+            return pack_bin(b, PyBytes_AS_STRING(o), PyBytes_GET_SIZE(o))
+        if isinstance(o, dict):
+            check_depth(depth)
+            pack_map_header(b, len(o))
+            for k, v in (<dict>o).items():
+                pack(b, k, depth - 1)
+                pack(b, v, depth - 1)
+            return 0
+        if isinstance(o, (list, tuple)):
+            check_depth(depth)
+            pack_array_header(b, len(o))
+            for item in o:
+                pack(b, item, depth - 1)
+            return 0
+        if converted:
+            raise TypeError(f"can not serialize {type(o).__name__!r} object")
+        o = _to_builtin(o)
+        converted = True
+
+
+# Constant pieces of the packets we write directly.
+cdef bytes MP_RESPONSE_HEAD = b"\x82\xa6source\x05\xa3rpc\x86\xa4type\xa8response\xa7call_id"
+cdef bytes MP_RESPONSE = b"\xa8response"
+cdef bytes MP_ERROR = b"\xa5error"
+cdef bytes MP_IS_STREAM = b"\xa9is_stream"
+cdef bytes MP_IS_END = b"\xa6is_end"
+cdef bytes MP_REQUEST_HEAD = b"\x82\xa6source\x05\xa3rpc\x85\xa4type\xa7request\xa6method"
+cdef bytes MP_ARGS = b"\xa4args"
+cdef bytes MP_KWARGS = b"\xa6kwargs"
+cdef bytes MP_CALL_ID = b"\xa7call_id"
+cdef bytes MP_SOURCE = b"\xa6source"
+cdef bytes MP_DATA = b"\xa4data"
+cdef bytes MP_CHANNEL = b"\xa7channel"
+
+cdef bytes JS_RESPONSE_HEAD = b'{"source":5,"rpc":{"type":"response","call_id":'
+cdef bytes JS_REQUEST_HEAD = b'{"source":5,"rpc":{"type":"request","method":'
+
+
+cdef inline int pack_error(Buf* b, object error) except -1:
+    if error is None:
+        return put1(b, 0xc0)
+    return pack_int(b, int(error))
+
+
+cdef inline bytes json_value(object value):
+    cdef type t = type(value)
+    if value is None:
+        return b"null"
+    if value is True:
+        return b"true"
+    if value is False:
+        return b"false"
+    if t is int:
+        return str(value).encode("ascii")
+    return (<str>_dump_json(value)).encode("utf-8", "surrogatepass")
+
+
+cpdef bytes encode_response(str call_id, object response, object error, bint is_stream, bint is_end, bint as_json):
+    """Encode an RPC response packet."""
+    cdef Buf b
+    buf_init(&b)
+    try:
+        if as_json:
+            put_bytes(&b, JS_RESPONSE_HEAD)
+            put_bytes(&b, json_value(call_id))
+            put(&b, b',"response":', 12)
+            put_bytes(&b, json_value(response))
+            put(&b, b',"error":', 9)
+            put_bytes(&b, b"null" if error is None else str(int(error)).encode("ascii"))
+            if is_stream:
+                put(&b, b',"is_stream":true', 17)
+            else:
+                put(&b, b',"is_stream":false', 18)
+            if is_end:
+                put(&b, b',"is_end":true}}', 16)
+            else:
+                put(&b, b',"is_end":false}}', 17)
+        else:
+            put_bytes(&b, MP_RESPONSE_HEAD)
+            pack_str(&b, call_id)
+            put_bytes(&b, MP_RESPONSE)
+            pack(&b, response, MAX_DEPTH - 2)
+            put_bytes(&b, MP_ERROR)
+            pack_error(&b, error)
+            put_bytes(&b, MP_IS_STREAM)
+            put1(&b, 0xc3 if is_stream else 0xc2)
+            put_bytes(&b, MP_IS_END)
+            put1(&b, 0xc3 if is_end else 0xc2)
+        return buf_bytes(&b)
+    finally:
+        buf_free(&b)
+
+
+cpdef bytes encode_push(int source, object data, object channel, bint as_json):
+    """Encode a server-pushed packet (custom, channel or broadcast)."""
+    cdef Buf b
+    cdef int n = 1
+    buf_init(&b)
+    try:
+        if as_json:
+            put(&b, b'{"source":', 10)
+            put_bytes(&b, str(source).encode("ascii"))
+            if data is not None:
+                put(&b, b',"data":', 8)
+                put_bytes(&b, json_value(data))
+            if channel is not None:
+                put(&b, b',"channel":', 11)
+                put_bytes(&b, json_value(channel))
+            put1(&b, ord("}"))
+        else:
+            if data is not None:
+                n += 1
+            if channel is not None:
+                n += 1
+            put1(&b, 0x80 | n)
+            put_bytes(&b, MP_SOURCE)
+            pack_int(&b, source)
+            if data is not None:
+                put_bytes(&b, MP_DATA)
+                pack(&b, data, MAX_DEPTH - 1)
+            if channel is not None:
+                put_bytes(&b, MP_CHANNEL)
+                pack(&b, channel, MAX_DEPTH - 1)
+        return buf_bytes(&b)
+    finally:
+        buf_free(&b)
+
+
+cpdef bytes encode_request(str method, object args, object kwargs, str call_id, bint as_json):
+    """Encode an RPC request packet."""
+    cdef Buf b
+    buf_init(&b)
+    try:
+        if as_json:
+            put_bytes(&b, JS_REQUEST_HEAD)
+            put_bytes(&b, json_value(method))
+            put(&b, b',"args":', 8)
+            put_bytes(&b, json_value(args))
+            put(&b, b',"kwargs":', 10)
+            put_bytes(&b, json_value(kwargs))
+            put(&b, b',"call_id":', 11)
+            put_bytes(&b, json_value(call_id))
+            put(&b, b"}}", 2)
+        else:
+            put_bytes(&b, MP_REQUEST_HEAD)
+            pack_str(&b, method)
+            put_bytes(&b, MP_ARGS)
+            pack(&b, args, MAX_DEPTH - 2)
+            put_bytes(&b, MP_KWARGS)
+            pack(&b, kwargs, MAX_DEPTH - 2)
+            put_bytes(&b, MP_CALL_ID)
+            pack_str(&b, call_id)
+        return buf_bytes(&b)
+    finally:
+        buf_free(&b)
+
+
+cpdef bytes encode_packet(object packet, bint as_json):
+    """Encode any :class:`Packet`."""
+    cdef Buf b
+    cdef Packet pk = <Packet?>packet
+    cdef object mapping
+    if pk.rpc is None and pk.timestamp is None and pk.correlation_id is None:
+        return encode_push(int(pk.source), pk.data, pk.channel, as_json)
+    mapping = packet_map(pk)
+    if as_json:
+        return (<str>_dump_json(mapping)).encode("utf-8", "surrogatepass")
+    buf_init(&b)
+    try:
+        pack(&b, mapping, MAX_DEPTH)
+        return buf_bytes(&b)
+    finally:
+        buf_free(&b)
+
+
+# =========================================================================== msgpack reader
+
+cdef struct Reader:
+    const uint8_t* data
+    Py_ssize_t pos
+    Py_ssize_t end
+
+
+cdef inline const uint8_t* take(Reader* r, Py_ssize_t n) except NULL:
+    cdef const uint8_t* p
+    if n < 0 or r.end - r.pos < n:
+        raise ValueError("Unpack failed: incomplete input")
+    p = r.data + r.pos
+    r.pos += n
+    return p
+
+
+cdef inline uint16_t rd16(const uint8_t* p) noexcept:
+    cdef uint16_t v
+    memcpy(&v, p, 2)
+    return ws_be16(v)
+
+
+cdef inline uint32_t rd32(const uint8_t* p) noexcept:
+    cdef uint32_t v
+    memcpy(&v, p, 4)
+    return ws_be32(v)
+
+
+cdef inline uint64_t rd64(const uint8_t* p) noexcept:
+    cdef uint64_t v
+    memcpy(&v, p, 8)
+    return ws_be64(v)
+
+
+cdef object read_str(Reader* r, Py_ssize_t n):
+    cdef const uint8_t* p = take(r, n)
+    return PyUnicode_DecodeUTF8(<const char*>p, n, NULL)
+
+
+cdef object read_bin(Reader* r, Py_ssize_t n):
+    cdef const uint8_t* p = take(r, n)
+    return PyBytes_FromStringAndSize(<const char*>p, n)
+
+
+cdef object read_ext(Reader* r, Py_ssize_t start, Py_ssize_t n):
+    # Rare: hand the exact bytes of the ext object to msgpack (timestamps -> datetime).
+    take(r, n + 1)
+    return _unpackb(PyBytes_FromStringAndSize(<const char*>(r.data + start), r.pos - start), timestamp=3)
+
+
+cdef object read_array(Reader* r, Py_ssize_t n, int depth):
+    cdef list out
+    cdef object item
+    cdef Py_ssize_t i
+    if n > r.end - r.pos:
+        raise ValueError("Unpack failed: incomplete input")
+    out = PyList_New(n)
+    for i in range(n):
+        item = unpack(r, depth)
+        Py_INCREF(item)
+        PyList_SET_ITEM(out, i, item)
+    return out
+
+
+cdef object read_map(Reader* r, Py_ssize_t n, int depth):
+    cdef dict out = {}
+    cdef object key
+    cdef Py_ssize_t i
+    if n > r.end - r.pos:
+        raise ValueError("Unpack failed: incomplete input")
+    for i in range(n):
+        key = unpack(r, depth)
+        PyDict_SetItem(out, key, unpack(r, depth))
+    return out
+
+
+cdef object unpack(Reader* r, int depth):
+    cdef Py_ssize_t start = r.pos
+    cdef uint8_t c = take(r, 1)[0]
+    cdef const uint8_t* p
+    cdef uint64_t bits
+    cdef double d
+    cdef float f
+    cdef uint32_t b32
+    if c < 0x80:
+        return <long>c
+    if c >= 0xe0:
+        return <long>(<int8_t>c)
+    if c <= 0x8f:
+        if depth <= 0:
+            raise ValueError("too nested")
+        return read_map(r, c & 0x0f, depth - 1)
+    if c <= 0x9f:
+        if depth <= 0:
+            raise ValueError("too nested")
+        return read_array(r, c & 0x0f, depth - 1)
+    if c <= 0xbf:
+        return read_str(r, c & 0x1f)
+    if c == 0xc0:
+        return None
+    if c == 0xc2:
+        return False
+    if c == 0xc3:
+        return True
+    if c == 0xc4:
+        return read_bin(r, take(r, 1)[0])
+    if c == 0xc5:
+        return read_bin(r, rd16(take(r, 2)))
+    if c == 0xc6:
+        return read_bin(r, rd32(take(r, 4)))
+    if c == 0xc7:
+        return read_ext(r, start, take(r, 1)[0])
+    if c == 0xc8:
+        return read_ext(r, start, rd16(take(r, 2)))
+    if c == 0xc9:
+        return read_ext(r, start, rd32(take(r, 4)))
+    if c == 0xca:
+        b32 = rd32(take(r, 4))
+        memcpy(&f, &b32, 4)
+        return <double>f
+    if c == 0xcb:
+        bits = rd64(take(r, 8))
+        memcpy(&d, &bits, 8)
+        return d
+    if c == 0xcc:
+        return <long>take(r, 1)[0]
+    if c == 0xcd:
+        return <long>rd16(take(r, 2))
+    if c == 0xce:
+        return PyLong_FromUnsignedLongLong(rd32(take(r, 4)))
+    if c == 0xcf:
+        return PyLong_FromUnsignedLongLong(rd64(take(r, 8)))
+    if c == 0xd0:
+        return <long>(<int8_t>take(r, 1)[0])
+    if c == 0xd1:
+        return <long>(<int16_t>rd16(take(r, 2)))
+    if c == 0xd2:
+        return <long>(<int32_t>rd32(take(r, 4)))
+    if c == 0xd3:
+        return PyLong_FromLongLong(<int64_t>rd64(take(r, 8)))
+    if c == 0xd4:
+        return read_ext(r, start, 1)
+    if c == 0xd5:
+        return read_ext(r, start, 2)
+    if c == 0xd6:
+        return read_ext(r, start, 4)
+    if c == 0xd7:
+        return read_ext(r, start, 8)
+    if c == 0xd8:
+        return read_ext(r, start, 16)
+    if c == 0xd9:
+        return read_str(r, take(r, 1)[0])
+    if c == 0xda:
+        return read_str(r, rd16(take(r, 2)))
+    if c == 0xdb:
+        return read_str(r, rd32(take(r, 4)))
+    if c == 0xdc or c == 0xdd:
+        if depth <= 0:
+            raise ValueError("too nested")
+        return read_array(r, rd16(take(r, 2)) if c == 0xdc else rd32(take(r, 4)), depth - 1)
+    if c == 0xde or c == 0xdf:
+        if depth <= 0:
+            raise ValueError("too nested")
+        return read_map(r, rd16(take(r, 2)) if c == 0xde else rd32(take(r, 4)), depth - 1)
+    raise ValueError("Unpack failed: invalid byte 0xc1")
+
+
+# =========================================================================== packet validation
+
+cdef class _Unset:
+    pass
+
+cdef object INVALID = _Unset()   # a field whose value cannot be valid
+
+
+cdef inline object str_or_none(object value):
+    if value is None or type(value) is str:
+        return value
+    raise _Invalid()
+
+
+cdef inline bint as_bool(object value) except -1:
+    if value is None or value is False:
+        return False
+    if value is True:
+        return True
+    raise _Invalid()
+
+
+cdef object make_request(object method, object args, object kwargs, object call_id):
+    if type(method) is not str:
+        raise _Invalid()
+    if args is None:
+        args = []
+    elif type(args) is not list:
+        raise _Invalid()
+    if kwargs is None:
+        kwargs = {}
+    elif type(kwargs) is not dict:
+        raise _Invalid()
+    else:
+        for key in <dict>kwargs:
+            if type(key) is not str:
+                raise _Invalid()
+    if call_id is None:
+        call_id = generate_uuid()
+    elif type(call_id) is not str:
+        raise _Invalid()
+    return new_request(method, args, kwargs, call_id)
+
+
+cdef object make_response(object call_id, object response, object error, object is_stream, object is_end):
+    if type(call_id) is not str:
+        raise _Invalid()
+    if error is not None:
+        if type(error) is not int or error not in _ERRORS:
+            raise _Invalid()
+        error = _ERRORS[error]
+    return new_response(call_id, response, error, as_bool(is_stream), as_bool(is_end))
+
+
+cdef object make_rpc(object rpc):
+    """Validate an ``rpc`` value already decoded to Python objects (the JSON path)."""
+    cdef dict d
+    if type(rpc) is not dict:
+        raise _Invalid()
+    d = <dict>rpc
+    kind = d.get("type")
+    if kind == "request":
+        return make_request(d.get("method"), d.get("args"), d.get("kwargs"), d.get("call_id"))
+    if kind == "response":
+        return make_response(d.get("call_id"), d.get("response"), d.get("error"), d.get("is_stream"), d.get("is_end"))
+    raise _Invalid()
+
+
+cdef object finish_packet(object source, object data, object rpc, object channel, object timestamp, object correlation_id):
+    if type(source) is not int or source not in _SOURCES:
+        raise _Invalid()
+    if rpc is INVALID:
+        raise _Invalid()
+    if timestamp is not None:
+        if type(timestamp) is not float and type(timestamp) is not int:
+            raise _Invalid()
+        timestamp = float(timestamp)
+    return new_packet(_SOURCES[source], data, rpc, str_or_none(channel), timestamp, str_or_none(correlation_id))
+
+
+cdef object make_packet(object obj):
+    """Validate a packet already decoded to Python objects (the JSON path)."""
+    cdef dict d
+    if type(obj) is not dict:
+        raise _Invalid()
+    d = <dict>obj
+    rpc = d.get("rpc")
+    if rpc is not None:
+        rpc = make_rpc(rpc)
+    return finish_packet(d.get("source"), d.get("data"), rpc, d.get("channel"), d.get("timestamp"), d.get("correlation_id"))
+
+
+# ---- msgpack straight into packet objects: no intermediate dicts for the packet and rpc maps
+
+cdef str K_SOURCE = "source"
+cdef str K_DATA = "data"
+cdef str K_RPC = "rpc"
+cdef str K_CHANNEL = "channel"
+cdef str K_TIMESTAMP = "timestamp"
+cdef str K_CORRELATION_ID = "correlation_id"
+cdef str K_TYPE = "type"
+cdef str K_METHOD = "method"
+cdef str K_ARGS = "args"
+cdef str K_KWARGS = "kwargs"
+cdef str K_CALL_ID = "call_id"
+cdef str K_RESPONSE = "response"
+cdef str K_ERROR = "error"
+cdef str K_IS_STREAM = "is_stream"
+cdef str K_IS_END = "is_end"
+cdef str K_REQUEST = "request"
+cdef tuple KNOWN = (
+    K_SOURCE, K_DATA, K_RPC, K_CHANNEL, K_TIMESTAMP, K_CORRELATION_ID, K_TYPE, K_METHOD, K_ARGS, K_KWARGS,
+    K_CALL_ID, K_RESPONSE, K_ERROR, K_IS_STREAM, K_IS_END, K_REQUEST,
+)
+
+
+cdef object read_key(Reader* r, int depth):
+    """Read a map key; the protocol's own names come back as shared str objects."""
+    cdef uint8_t c
+    cdef Py_ssize_t n
+    cdef const uint8_t* p
+    cdef str known
+    if r.pos < r.end:
+        c = r.data[r.pos]
+        if 0xa3 <= c <= 0xae:
+            n = c & 0x1f
+            if r.end - r.pos > n:
+                p = r.data + r.pos + 1
+                for known in KNOWN:
+                    if len(known) == n and memcmp(p, PyUnicode_AsUTF8AndSize(known, NULL), n) == 0:
+                        r.pos += n + 1
+                        return known
+    key = unpack(r, depth)
+    hash(key)  # an unhashable key makes the map invalid, as in a dict
+    return key
+
+
+cdef inline Py_ssize_t map_size(Reader* r) except -2:
+    """Size of the map at the cursor (consumed), or -1 if the next object is not a map."""
+    cdef uint8_t c = r.data[r.pos] if r.pos < r.end else 0xc1
+    if 0x80 <= c <= 0x8f:
+        r.pos += 1
+        return c & 0x0f
+    if c == 0xde:
+        r.pos += 1
+        return rd16(take(r, 2))
+    if c == 0xdf:
+        r.pos += 1
+        return rd32(take(r, 4))
+    return -1
+
+
+cdef object read_rpc(Reader* r, int depth):
+    cdef Py_ssize_t n = map_size(r)
+    cdef Py_ssize_t i
+    cdef object kind = None, method = None, args = None, kwargs = None, call_id = None
+    cdef object response = None, error = None, is_stream = None, is_end = None
+    if n < 0:
+        unpack(r, depth)
+        return INVALID
+    if depth <= 0:
+        raise ValueError("too nested")
+    if n > r.end - r.pos:
+        raise ValueError("Unpack failed: incomplete input")
+    depth -= 1
+    for i in range(n):
+        key = read_key(r, depth)
+        value = unpack(r, depth)
+        if key is K_TYPE:
+            kind = value
+        elif key is K_METHOD:
+            method = value
+        elif key is K_ARGS:
+            args = value
+        elif key is K_KWARGS:
+            kwargs = value
+        elif key is K_CALL_ID:
+            call_id = value
+        elif key is K_RESPONSE:
+            response = value
+        elif key is K_ERROR:
+            error = value
+        elif key is K_IS_STREAM:
+            is_stream = value
+        elif key is K_IS_END:
+            is_end = value
+    try:
+        if kind == K_REQUEST:
+            return make_request(method, args, kwargs, call_id)
+        if kind == K_RESPONSE:
+            return make_response(call_id, response, error, is_stream, is_end)
+    except _Invalid:
+        pass
+    return INVALID
+
+
+cdef object read_packet(Reader* r):
+    cdef Py_ssize_t n = map_size(r)
+    cdef Py_ssize_t i
+    cdef int depth = MAX_DEPTH - 1
+    cdef object source = None, data = None, rpc = None, channel = None, timestamp = None, correlation_id = None
+    if n < 0:
+        unpack(r, MAX_DEPTH)
+        raise _Invalid()
+    if n > r.end - r.pos:
+        raise ValueError("Unpack failed: incomplete input")
+    for i in range(n):
+        key = read_key(r, depth)
+        if key is K_RPC:
+            rpc = read_rpc(r, depth)
+            continue
+        value = unpack(r, depth)
+        if key is K_SOURCE:
+            source = value
+        elif key is K_DATA:
+            data = value
+        elif key is K_CHANNEL:
+            channel = value
+        elif key is K_TIMESTAMP:
+            timestamp = value
+        elif key is K_CORRELATION_ID:
+            correlation_id = value
+        elif key is K_RPC:
+            rpc = value
+    if r.pos != r.end:
+        raise ValueError("unpack(b) received extra data.")
+    return finish_packet(source, data, rpc, channel, timestamp, correlation_id)
+
+
+cpdef object unpackb(bytes raw):
+    """Decode one msgpack object (the whole of ``raw``)."""
+    cdef Reader r
+    cdef object obj
+    r.data = <const uint8_t*>PyBytes_AS_STRING(raw)
+    r.pos = 0
+    r.end = PyBytes_GET_SIZE(raw)
+    obj = unpack(&r, MAX_DEPTH)
+    if r.pos != r.end:
+        raise ValueError("unpack(b) received extra data.")
+    return obj
+
+
+cdef object _scan_once = json.JSONDecoder().scan_once
+
+
+cdef object loads_json(bytes raw):
+    """``json.loads(raw)``, with a shortcut for the usual case (a UTF-8 object, no padding)."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(raw)
+    cdef const char* p = PyBytes_AS_STRING(raw)
+    cdef Py_ssize_t end
+    cdef str text
+    if n >= 2 and p[0] == b"{" and p[1] != 0 and p[n - 1] == b"}":
+        text = raw.decode("utf-8", "surrogatepass")
+        try:
+            obj, end = _scan_once(text, 0)
+        except StopIteration:
+            return _json_loads(raw)  # raises the same JSONDecodeError
+        if end == len(text):
+            return obj
+    return _json_loads(raw)
+
+
+cpdef object decode_packet(bytes raw, bint as_json):
+    """Decode one message; anything that is not a packet becomes an UNKNOWN packet."""
+    cdef Reader r
+    try:
+        if as_json:
+            return make_packet(loads_json(raw))
+        r.data = <const uint8_t*>PyBytes_AS_STRING(raw)
+        r.pos = 0
+        r.end = PyBytes_GET_SIZE(raw)
+        return read_packet(&r)
+    except (_Invalid, ValueError, TypeError, RecursionError):
+        return new_packet(_UNKNOWN, raw, None, None, None, None)
