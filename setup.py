@@ -1,4 +1,4 @@
-"""Build the optional Cython speedups (``_speedups/*.pyx`` -> ``webshocket._*_c``).
+"""Build the optional Cython speedups (``_speedups/`` -> ``webshocket._*_c``).
 
 A missing Cython or compiler, or a failed build, never fails the install: the
 package then runs on its pure-Python twins and a warning says so. Set
@@ -14,6 +14,7 @@ from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent
 SPEEDUPS = HERE / "_speedups"
+# Hot modules: each is webshocket._<name>_c (compiled) with a pure twin webshocket._<name>_py.
 MODULES = ["codec", "channels", "ratelimit", "listener"]
 
 
@@ -38,10 +39,18 @@ class OptionalBuildExt(build_ext):
             warn(f"building {ext.name} failed: {exc}")
 
 
+def source_of(name: str) -> Path | None:
+    """``_speedups/<name>.pyx``, or ``_speedups/_<name>_c.py``: a pure twin compiled with a ``.pxd``."""
+    for path in (SPEEDUPS / f"{name}.pyx", SPEEDUPS / f"_{name}_c.py"):
+        if path.exists():
+            return path
+    return None
+
+
 def extensions() -> list:
     if os.environ.get("WEBSHOCKET_NO_EXTENSIONS", "") not in ("", "0"):
         return []
-    sources = [(m, SPEEDUPS / f"{m}.pyx") for m in MODULES if (SPEEDUPS / f"{m}.pyx").exists()]
+    sources = [(m, path) for m in MODULES if (path := source_of(m)) is not None]
     if not sources:
         return []
     try:

@@ -201,10 +201,9 @@ class WebSocketClient:
         rpc = packet.rpc
         if packet.source is _RPC and type(rpc) is RPCResponse:
             call_id = rpc.call_id
-            if rpc.is_stream:
-                queue = self._streams.get(call_id)
-                if queue is not None:
-                    queue.put_nowait(rpc)
+            queue = self._streams.get(call_id)
+            if queue is not None:  # a stream's chunk, or an error answered before it started
+                queue.put_nowait(rpc)
                 return
             future = self._pending.pop(call_id, None)
             if future is not None and not future.done():
@@ -324,7 +323,7 @@ class WebSocketClient:
                 if item is _CLOSED:
                     finished = True
                     raise ConnectionClosedError(f"Connection closed during stream '{method_name}'.")
-                if item.error is not None:
+                if item.error is not None or not item.is_stream:
                     finished = True
                     if item.error == RPCErrorCode.RATE_LIMIT_EXCEEDED and raise_on_rate_limit:
                         raise RateLimitError(f"Rate limit exceeded for method '{method_name}'")

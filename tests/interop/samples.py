@@ -14,11 +14,30 @@ Each case is a dict with ``name``, ``kind`` and the fields of that kind:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import decimal
+import enum
 import uuid
 from typing import Any
 
 BROADCAST, CHANNEL, UNKNOWN, CUSTOM, RPC = 1, 2, 3, 4, 5
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 7
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: float
+    label: str
 
 INTS = [
     0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1, 2**64 - 1,
@@ -177,6 +196,13 @@ def extended_cases() -> list[dict[str, Any]]:
         _push("ext_uuid", CUSTOM, uuid.UUID("12345678-1234-5678-1234-567812345678")),
         _push("ext_tuple", CUSTOM, (1, "two", (3,))),
         _push("ext_bytearray", CUSTOM, bytearray(b"abc")),
+        _push("ext_frozenset", CUSTOM, frozenset([5])),
+        _push("ext_int_enum", CUSTOM, [Level.LOW, Level.HIGH]),
+        _push("ext_str_enum", CUSTOM, Color.RED),
+        _push("ext_dataclass", CUSTOM, Point(1, 2.5, "p")),
+        _push("ext_time", CUSTOM, datetime.time(1, 2, 3)),
+        _push("ext_decimal", CUSTOM, decimal.Decimal("1.50")),
+        _push("ext_timedelta", CUSTOM, datetime.timedelta(seconds=90)),
     ]
 
 

@@ -1,0 +1,44 @@
+# Augmenting declarations: Cython compiles webshocket/_listener_py.py (through the
+# symlink _listener_c.py) into webshocket._listener_c with these C-level types.
+from picows.picows cimport WSFrame, WSListener, WSTransport
+
+
+cpdef reply(object conn, object call_id, object response, object error, bint is_stream, bint is_end)
+
+
+cdef class ServerCore:
+    cdef public object server
+    cdef public object handler
+    cdef public dict methods
+    cdef public object loop
+    cdef public Py_ssize_t task_limit
+    cdef public Py_ssize_t running
+    cdef public object waiting
+    cdef public Py_ssize_t max_message_size
+    cdef public bint queue_packets
+    cdef public bint has_on_connect
+    cdef public bint has_on_disconnect
+    cdef public set lifecycle_tasks
+    cdef public set rpc_tasks
+    cdef public dict stats
+
+    cpdef call(self, object conn, object request)
+    cpdef receive(self, object conn, object packet)
+
+
+cdef class ServerListener(WSListener):
+    cdef public ServerCore core
+    cdef public object client_type
+    cdef public object conn
+    cdef public object fragments
+    cdef public Py_ssize_t fragments_size
+    cdef public bint ready
+    cdef public list pending
+    cdef public object connect_task
+    cdef public bint _text
+
+    cpdef on_ws_connected(self, WSTransport transport)
+    cpdef on_ws_frame(self, WSTransport transport, WSFrame frame)
+    cpdef on_ws_disconnected(self, WSTransport transport)
+    cpdef message(self, bytes payload)
+    cpdef dispatch(self, bytes payload)

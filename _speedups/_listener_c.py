@@ -1,0 +1,1 @@
+../webshocket/_listener_py.py
