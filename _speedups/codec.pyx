@@ -1050,8 +1050,7 @@ cdef object read_rpc(Reader* r, int depth):
     cdef object kind = None, method = None, args = None, kwargs = None, call_id = None
     cdef object response = None, error = None, is_stream = None, is_end = None
     if n < 0:
-        unpack(r, depth)
-        return INVALID
+        return None if unpack(r, depth) is None else INVALID
     if depth <= 0:
         raise ValueError("too nested")
     if n > r.end - r.pos:

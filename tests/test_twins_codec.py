@@ -1,0 +1,204 @@
+"""The compiled codec and its pure-Python twin: same inputs, same bytes, same packets."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from webshocket import _codec_py
+from webshocket._ext import NO_EXTENSIONS
+
+IMPLS = [_codec_py] if NO_EXTENSIONS else [_codec_py, importlib.import_module("webshocket._codec_c")]
+COMPILED = IMPLS[-1]
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text()
+    | st.binary()
+)
+values = st.recursive(
+    scalars,
+    lambda children: st.lists(children, max_size=6)
+    | st.tuples(children, children)
+    | st.dictionaries(st.text(max_size=8), children, max_size=6),
+    max_leaves=30,
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=8), children, max_size=6),
+    max_leaves=30,
+)
+
+
+def as_tuple(packet: Any) -> tuple[Any, ...]:
+    """A packet as plain data, comparable across the two implementations' classes."""
+    rpc = packet.rpc
+    if rpc is None:
+        rpc_t: Any = None
+    elif hasattr(rpc, "method"):
+        rpc_t = ("request", rpc.method, list(rpc.args), rpc.kwargs, rpc.call_id)
+    else:
+        rpc_t = ("response", rpc.call_id, rpc.response, rpc.error, rpc.is_stream, rpc.is_end)
+    return (int(packet.source), packet.data, rpc_t, packet.channel, packet.timestamp, packet.correlation_id)
+
+
+def test_compiled_codec_is_tested() -> None:
+    if not NO_EXTENSIONS:
+        assert COMPILED.__name__ == "webshocket._codec_c"
+
+
+@settings(max_examples=300, deadline=None)
+@given(call_id=st.text(), response=values, error=st.sampled_from([None, -32601, -32001]), flags=st.tuples(st.booleans(), st.booleans()))
+def test_encode_response_identical(call_id: str, response: Any, error: int | None, flags: tuple[bool, bool]) -> None:
+    for as_json in (False, True):
+        if as_json:
+            response = json.loads(json.dumps(response, default=lambda b: None)) if _json_safe(response) else None
+        outputs = {impl.encode_response(call_id, response, error, *flags, as_json) for impl in IMPLS}
+        assert len(outputs) == 1
+    raw = IMPLS[0].encode_response(call_id, response, error, *flags, False)
+    assert msgpack.unpackb(raw, raw=False, strict_map_key=False)["rpc"]["call_id"] == call_id
+
+
+def _json_safe(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(source=st.sampled_from([1, 2, 4]), data=values, channel=st.none() | st.text())
+def test_encode_push_identical(source: int, data: Any, channel: str | None) -> None:
+    outputs = {impl.encode_push(source, data, channel, False) for impl in IMPLS}
+    assert len(outputs) == 1
+    payload = outputs.pop()
+    decoded = [as_tuple(impl.decode_packet(payload, False)) for impl in IMPLS]
+    assert all(d == decoded[0] for d in decoded)
+
+
+@settings(max_examples=200, deadline=None)
+@given(source=st.sampled_from([1, 2, 4]), data=json_values, channel=st.none() | st.text())
+def test_encode_push_json_identical(source: int, data: Any, channel: str | None) -> None:
+    outputs = {impl.encode_push(source, data, channel, True) for impl in IMPLS}
+    assert len(outputs) == 1
+    assert json.loads(outputs.pop())["source"] == source
+
+
+@settings(max_examples=300, deadline=None)
+@given(method=st.text(), args=st.lists(values, max_size=4), kwargs=st.dictionaries(st.text(max_size=6), values, max_size=3), call_id=st.text())
+def test_request_round_trip(method: str, args: list[Any], kwargs: dict[str, Any], call_id: str) -> None:
+    raw = {impl.encode_request(method, args, kwargs, call_id, False) for impl in IMPLS}
+    assert len(raw) == 1
+    payload = raw.pop()
+    decoded = [as_tuple(impl.decode_packet(payload, False)) for impl in IMPLS]
+    assert all(d == decoded[0] for d in decoded)
+    assert decoded[0][2][1] == method and decoded[0][2][4] == call_id
+
+
+@settings(max_examples=1000, deadline=None)
+@given(blob=st.binary(max_size=64))
+def test_decode_random_bytes_identical(blob: bytes) -> None:
+    for as_json in (False, True):
+        decoded = [as_tuple(impl.decode_packet(blob, as_json)) for impl in IMPLS]
+        assert all(d == decoded[0] for d in decoded)
+
+
+packet_like = st.fixed_dictionaries(
+    {"source": st.sampled_from([1, 2, 3, 4, 5, 0, 6, "5", None, True, 5.0])},
+    optional={
+        "data": values,
+        "channel": st.none() | st.text() | st.integers(-5, 5),
+        "timestamp": st.none() | st.floats(allow_nan=False) | st.integers(-10, 10) | st.text(),
+        "correlation_id": st.none() | st.text() | st.integers(-5, 5),
+        "extra": values,
+        "rpc": st.none()
+        | st.integers(-5, 5)
+        | st.fixed_dictionaries(
+            {"type": st.sampled_from(["request", "response", "other", None, 1])},
+            optional={
+                "method": st.text() | st.integers(-5, 5) | st.none(),
+                "args": st.lists(values, max_size=3) | st.none() | st.text() | st.dictionaries(st.text(), values),
+                "kwargs": st.dictionaries(st.text(max_size=4) | st.integers(-5, 5), values, max_size=3) | st.none() | st.lists(values),
+                "call_id": st.text() | st.none() | st.integers(-5, 5),
+                "response": values,
+                "error": st.sampled_from([None, -32601, -32602, -32603, -32000, -32001, -32002, 0, "x", True]),
+                "is_stream": st.sampled_from([None, True, False, 1, "yes"]),
+                "is_end": st.sampled_from([None, True, False, 0]),
+            },
+        ),
+    },
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(packet=packet_like)
+def test_decode_structured_packets_identical(packet: dict[str, Any]) -> None:
+    raw = msgpack.packb(packet, use_bin_type=True)
+    decoded = [as_tuple(impl.decode_packet(raw, False)) for impl in IMPLS]
+    if packet.get("rpc") is None or not isinstance(packet["rpc"], dict) or packet["rpc"].get("call_id") is not None:
+        assert all(d == decoded[0] for d in decoded)
+    else:  # a request without call_id gets a fresh id from each decoder: compare the rest
+        assert all(d[:2] == decoded[0][:2] and d[3:] == decoded[0][3:] for d in decoded)
+    if _json_safe(packet):
+        text = json.dumps(packet).encode()
+        decoded_json = [as_tuple(impl.decode_packet(text, True)) for impl in IMPLS]
+        assert {d[0] for d in decoded_json} == {decoded_json[0][0]}
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
+def test_invalid_input_becomes_unknown(impl: Any) -> None:
+    for raw, as_json in [
+        (b"\xc1", False),
+        (b"\x92\x01", False),
+        (b"\x01\x02", False),
+        (msgpack.packb({"source": 9}), False),
+        (msgpack.packb({"data": 1}), False),
+        (msgpack.packb({"source": 5, "rpc": {"type": "request", "method": 3}}), False),
+        (msgpack.packb({"source": 5, "rpc": {"type": "request", "method": "m", "args": "x"}}), False),
+        (b"\x91" * 1025 + b"\x01", False),
+        (b"{not json", True),
+        (b'{"source": 1} trailing', True),
+        (b"\xff\xfe{}", True),
+        (b"[" * 100000, True),
+    ]:
+        packet = impl.decode_packet(raw, as_json)
+        assert int(packet.source) == 3 and packet.data == raw
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
+def test_depth_limit_is_msgpack_s(impl: Any) -> None:
+    def nest(depth: int) -> Any:
+        value: Any = 1
+        for _ in range(depth):
+            value = [value]
+        return value
+
+    impl.encode_push(1, nest(1023), None, False)
+    with pytest.raises(ValueError):
+        impl.encode_push(1, nest(1024), None, False)
+    assert int(impl.decode_packet(msgpack.packb({"source": 1, "data": nest(1023)}), False).source) == 1
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
+def test_packet_objects(impl: Any) -> None:
+    packet = impl.Packet(4, {"a": 1}, None, "ch")
+    assert packet == impl.Packet(4, {"a": 1}, channel="ch")
+    packet.data = 2
+    assert packet.data == 2 and "data=2" in repr(packet)
+    response = impl.RPCResponse("c1", 30)
+    assert (response.data, response.rpc, int(response.source), response.ok) == (30, response, 5, True)
+    request = impl.RPCRequest("add", [1, 2])
+    assert request.kwargs == {} and isinstance(request.call_id, str) and request.call_id
+    assert impl.Packet[impl.RPCResponse] is not None
+    assert not math.isnan(impl.decode_packet(impl.encode_push(1, 1.5, None, False), False).data)
