@@ -6,6 +6,12 @@ from picows.picows cimport WSFrame, WSListener, WSTransport
 cpdef reply(object conn, object call_id, object response, object error, bint is_stream, bint is_end)
 
 
+cdef class _CallDone:
+    cdef ServerCore core
+    cdef object conn
+    cdef object call_id
+
+
 cdef class ServerCore:
     cdef public object server
     cdef public object handler
@@ -20,9 +26,11 @@ cdef class ServerCore:
     cdef public bint has_on_disconnect
     cdef public set lifecycle_tasks
     cdef public set rpc_tasks
+    cdef public set stream_tasks
     cdef public dict stats
 
     cpdef call(self, object conn, object request)
+    cpdef call_done(self, object conn, object call_id, object task)
     cpdef receive(self, object conn, object packet)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
@@ -65,6 +65,20 @@ def reply(conn: ClientConnection[Any], call_id: str, response: Any, error: int |
         conn._write(payload)
 
 
+class _CallDone:
+    """Done-callback of a plain RPC's task (a small object instead of a closure)."""
+
+    __slots__ = ("call_id", "conn", "core")
+
+    def __init__(self, core: ServerCore, conn: ClientConnection[Any], call_id: str) -> None:
+        self.core = core
+        self.conn = conn
+        self.call_id = call_id
+
+    def __call__(self, task: asyncio.Task[Any]) -> None:
+        self.core.call_done(self.conn, self.call_id, task)
+
+
 class ServerCore:
     """State shared by every connection of one server."""
 
@@ -81,7 +95,8 @@ class ServerCore:
         self.has_on_connect = _overrides(self.handler, "on_connect")
         self.has_on_disconnect = _overrides(self.handler, "on_disconnect")
         self.lifecycle_tasks: set[asyncio.Task[Any]] = set()
-        self.rpc_tasks: set[asyncio.Task[Any]] = set()
+        self.rpc_tasks: set[asyncio.Task[Any]] = set()  # plain RPCs running
+        self.stream_tasks: set[asyncio.Task[Any]] = set()  # streaming RPCs running
         self.stats = server.stats
 
     # ------------------------------------------------------------------ dispatch
@@ -152,12 +167,21 @@ class ServerCore:
         if is_stream:
             task = self.loop.create_task(self._stream(conn, call_id, work))
             conn._active_stream[call_id] = task
+            self.stream_tasks.add(task)
+            task.add_done_callback(self._stream_done)
         else:
-            task = self.loop.create_task(self._call(conn, call_id, work))
-        self.rpc_tasks.add(task)
-        task.add_done_callback(self._finished)
+            # The method's coroutine is the task itself: no wrapper frame, and a task
+            # cancelled before it starts closes the coroutine cleanly.
+            task = self.loop.create_task(work)
+            task.add_done_callback(_CallDone(self, conn, call_id))
+            self.rpc_tasks.add(task)
 
-    def _finished(self, task: asyncio.Task[Any]) -> None:
+    def _stream_done(self, task: asyncio.Task[Any]) -> None:
+        self.stream_tasks.discard(task)
+        self._release(task)
+
+    def _release(self, task: asyncio.Task[Any]) -> None:
+        """A running RPC ended: start queued ones while below the limit."""
         self.rpc_tasks.discard(task)
         self.running -= 1
         waiting = self.waiting
@@ -169,18 +193,21 @@ class ServerCore:
                 continue
             self._start(conn, call_id, work, is_stream)
 
-    async def _call(self, conn: ClientConnection[Any], call_id: str, coro: Coroutine[Any, Any, Any]) -> None:
-        try:
-            result = await coro
-        except RPCError as exc:
+    def call_done(self, conn: ClientConnection[Any], call_id: str, task: asyncio.Task[Any]) -> None:
+        """A plain RPC's task ended: send its result or error."""
+        self._release(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            reply(conn, call_id, task.result(), None, False, False)
+        elif isinstance(exc, RPCError):
             self.stats["rpc_errors"] += 1
             reply(conn, call_id, str(exc), _APPLICATION, False, False)
-        except Exception as exc:
-            self.stats["rpc_errors"] += 1
-            _logger.exception("RPC execution failed for method of call %s", call_id)
-            reply(conn, call_id, f"Server error ({type(exc).__name__}): {exc}", _INTERNAL, False, False)
         else:
-            reply(conn, call_id, result, None, False, False)
+            self.stats["rpc_errors"] += 1
+            _logger.error("RPC execution failed for call %s", call_id, exc_info=exc)
+            reply(conn, call_id, f"Server error ({type(exc).__name__}): {exc}", _INTERNAL, False, False)
 
     async def _stream(self, conn: ClientConnection[Any], call_id: str, agen: AsyncIterator[Any]) -> None:
         try:

@@ -203,9 +203,8 @@ class WebSocketServer(Generic[H]):
         core = self._core
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        plain = [task for task in core.rpc_tasks if not _is_stream_task(task)]
-        if plain:
-            await asyncio.wait(plain, timeout=timeout)
+        if core.rpc_tasks:
+            await asyncio.wait(list(core.rpc_tasks), timeout=timeout)
         clients = list(self.handler.clients)
         for client in clients:
             client.close(WSCloseCode.GOING_AWAY, b"Server is shutting down.")
@@ -218,7 +217,7 @@ class WebSocketServer(Generic[H]):
                     client._protocol.disconnect(False)
             for waiter in late:
                 waiter.cancel()
-        for task in list(core.rpc_tasks):
+        for task in [*core.rpc_tasks, *core.stream_tasks]:
             task.cancel()
         lifecycle = list(core.lifecycle_tasks)
         if lifecycle:
@@ -246,9 +245,3 @@ class WebSocketServer(Generic[H]):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
-
-
-def _is_stream_task(task: asyncio.Task[Any]) -> bool:
-    coro = task.get_coro()
-    return getattr(coro, "__name__", "") == "_stream"
-
