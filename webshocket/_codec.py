@@ -18,4 +18,13 @@ encode_push = _impl.encode_push
 encode_response = _impl.encode_response
 encode_request = _impl.encode_request
 
-__all__ = ["Packet", "RPCRequest", "RPCResponse", "decode_packet", "encode_packet", "encode_push", "encode_request", "encode_response"]
+__all__ = [
+    "Packet",
+    "RPCRequest",
+    "RPCResponse",
+    "decode_packet",
+    "encode_packet",
+    "encode_push",
+    "encode_request",
+    "encode_response",
+]

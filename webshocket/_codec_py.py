@@ -13,12 +13,10 @@ import datetime
 import enum
 import json
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
 
 import msgpack
-
-from collections.abc import Sequence
-from typing import Generic, TypeVar
 
 from .enum import PacketSource, RPCErrorCode
 from .utils import generate_uuid
@@ -68,8 +66,7 @@ class RPCRequest:
 
     def __repr__(self) -> str:
         return (
-            f"RPCRequest(method={self.method!r}, args={self.args!r}, "
-            f"kwargs={self.kwargs!r}, call_id={self.call_id!r})"
+            f"RPCRequest(method={self.method!r}, args={self.args!r}, kwargs={self.kwargs!r}, call_id={self.call_id!r})"
         )
 
 
@@ -228,9 +225,7 @@ def _json_default(obj: Any) -> Any:
     return _to_builtin(obj)
 
 
-_dump_json = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), default=_json_default, allow_nan=True
-).encode
+_dump_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default, allow_nan=True).encode
 
 
 def _dumps(obj: Any, as_json: bool) -> bytes:
@@ -410,5 +405,13 @@ def decode_packet(raw: bytes, as_json: bool) -> Packet[Any]:
         else:
             obj = msgpack.unpackb(raw, raw=False, strict_map_key=False, timestamp=3)
         return _packet(obj)
-    except (_Invalid, ValueError, TypeError, RecursionError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+    except (
+        _Invalid,
+        ValueError,
+        TypeError,
+        RecursionError,
+        msgpack.ExtraData,
+        msgpack.FormatError,
+        msgpack.StackError,
+    ):
         return Packet(_UNKNOWN, raw)

@@ -52,7 +52,9 @@ def _overrides(handler: WebSocketHandler[Any], name: str) -> bool:
     return getattr(type(handler), name) is not getattr(WebSocketHandler, name)
 
 
-def reply(conn: ClientConnection[Any], call_id: str, response: Any, error: int | None, is_stream: bool, is_end: bool) -> None:
+def reply(
+    conn: ClientConnection[Any], call_id: str, response: Any, error: int | None, is_stream: bool, is_end: bool
+) -> None:
     """Send one RPC response to ``conn`` (dropped when it has gone)."""
     if conn.connection_state is _CONNECTED:
         try:
@@ -134,7 +136,14 @@ class ServerCore:
             if not bucket.allow():
                 self.stats["rpc_errors"] += 1
                 self.stats["rate_limited"] += 1
-                reply(conn, call_id, f"Rate limit exceeded for RPC method '{name}'.", _RATE_LIMITED, method.is_stream, True)
+                reply(
+                    conn,
+                    call_id,
+                    f"Rate limit exceeded for RPC method '{name}'.",
+                    _RATE_LIMITED,
+                    method.is_stream,
+                    True,
+                )
                 if limit.disconnect_on_limit_exceeded:
                     conn.close(WSCloseCode.TRY_AGAIN_LATER, b"Rate limit exceeded")
                 return
@@ -143,7 +152,12 @@ class ServerCore:
         except TypeError as exc:
             self.stats["rpc_errors"] += 1
             reply(
-                conn, call_id, f"Server error ({type(exc).__name__}): {exc}", _INVALID_PARAMS, method.is_stream, method.is_stream
+                conn,
+                call_id,
+                f"Server error ({type(exc).__name__}): {exc}",
+                _INVALID_PARAMS,
+                method.is_stream,
+                method.is_stream,
             )
             return
         if method.is_stream:

@@ -5,7 +5,7 @@ class WebSocketError(Exception):
     """Base class of every error raised by webshocket."""
 
 
-class ConnectionError(WebSocketError):  # noqa: A001 - public 0.5.x name
+class ConnectionError(WebSocketError):
     """Base class of connection errors."""
 
 
@@ -33,7 +33,7 @@ class PacketValidationError(PacketError):
     """A packet failed validation."""
 
 
-class TimeoutError(WebSocketError):  # noqa: A001 - public 0.5.x name
+class TimeoutError(WebSocketError):
     """Base class of timeouts."""
 
 

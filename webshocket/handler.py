@@ -86,7 +86,7 @@ class WebSocketHandler(Generic[TState]):
         """
         if not getattr(func, "_is_rpc_method", False):
             raise ValueError("Function is a non-RPC method.")
-        name = alias_name or getattr(func, "_rpc_alias_name", None) or getattr(func, "__name__")
+        name = alias_name or getattr(func, "_rpc_alias_name", None) or func.__name__
         self._rpc_methods[name] = _rpc_method_of(func)
 
     # ------------------------------------------------------------------ channels
@@ -143,18 +143,14 @@ class WebSocketHandler(Generic[TState]):
             exclude: clients not to send to.
             predicate: only clients for which it returns True get it.
         """
-        if isinstance(data, Packet) and data.source != PacketSource.CHANNEL:
+        packet = data if isinstance(data, Packet) else None
+        if packet is not None and packet.source != PacketSource.CHANNEL:
             raise PacketError("Cannot publish non-channel packet.")
         excluded = _as_set(exclude)
         for name in dict.fromkeys(channel_names(channel)):
             recipients = self._index.subscribers(name)
             if recipients:
-                if isinstance(data, Packet):
-                    self._fan_out(recipients, lambda as_json: encode_packet(data, as_json), excluded, predicate)
-                else:
-                    self._fan_out(
-                        recipients, lambda as_json: encode_push(_CHANNEL, data, name, as_json), excluded, predicate
-                    )
+                _fan_out(recipients, _CHANNEL, data, name, packet, excluded, predicate)
 
     def broadcast(
         self,
@@ -173,34 +169,40 @@ class WebSocketHandler(Generic[TState]):
         """
         if not self.clients:
             return
-        if isinstance(data, Packet) or kwargs:
-            packet = data if isinstance(data, Packet) else Packet(PacketSource.BROADCAST, data, **kwargs)
-            if packet.source != PacketSource.BROADCAST:
-                raise PacketError("Cannot broadcast non-broadcast packet.")
-            self._fan_out(self.clients, lambda as_json: encode_packet(packet, as_json), _as_set(exclude), predicate)
-        else:
-            self._fan_out(
-                self.clients, lambda as_json: encode_push(_BROADCAST, data, None, as_json), _as_set(exclude), predicate
-            )
+        packet = data if isinstance(data, Packet) else None
+        if packet is None and kwargs:
+            packet = Packet(PacketSource.BROADCAST, data, **kwargs)
+        if packet is not None and packet.source != PacketSource.BROADCAST:
+            raise PacketError("Cannot broadcast non-broadcast packet.")
+        _fan_out(self.clients, _BROADCAST, data, None, packet, _as_set(exclude), predicate)
 
-    @staticmethod
-    def _fan_out(
-        recipients: Collection[ClientConnection[Any]],
-        encode: Any,
-        excluded: Collection[ClientConnection[Any]],
-        predicate: RPC_Predicate | None,
-    ) -> None:
-        encoded: list[bytes | None] = [None, None]  # [msgpack, json]
-        for client in tuple(recipients) if predicate is not None else recipients:
-            if excluded and client in excluded:
-                continue
-            if predicate is not None and not predicate(client):
-                continue
-            as_json = client._json
-            payload = encoded[as_json]
-            if payload is None:
-                payload = encoded[as_json] = encode(as_json)
-            client._write(payload)
+
+def _fan_out(
+    recipients: Collection[ClientConnection[Any]],
+    source: int,
+    data: Any,
+    channel: str | None,
+    packet: Packet[Any] | None,
+    excluded: Collection[ClientConnection[Any]],
+    predicate: RPC_Predicate | None,
+) -> None:
+    """Write one packet to each recipient, encoded once per dialect (msgpack, JSON)."""
+    encoded: list[bytes | None] = [None, None]
+    # A predicate may (un)subscribe clients: iterate over a snapshot then.
+    for client in tuple(recipients) if predicate is not None else recipients:
+        if excluded and client in excluded:
+            continue
+        if predicate is not None and not predicate(client):
+            continue
+        as_json = client._json
+        payload = encoded[as_json]
+        if payload is None:
+            if packet is not None:
+                payload = encode_packet(packet, as_json)
+            else:
+                payload = encode_push(source, data, channel, as_json)
+            encoded[as_json] = payload
+        client._write(payload)
 
 
 def _as_set(exclude: Iterable[Any] | None) -> Collection[Any]:

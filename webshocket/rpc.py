@@ -68,7 +68,9 @@ def rpc_method(alias_name: str | None = None, requires: RPC_Predicate | None = N
     return decorator
 
 
-def rate_limit(*, limit: int, period: str | float = "1s", disconnect_on_limit_exceeded: bool = False) -> Callable[[F], F]:
+def rate_limit(
+    *, limit: int, period: str | float = "1s", disconnect_on_limit_exceeded: bool = False
+) -> Callable[[F], F]:
     """Limit an RPC method to ``limit`` calls per ``period`` for each connection.
 
     A token bucket of ``limit`` tokens refilled continuously over ``period``

@@ -32,9 +32,7 @@ _listener = load("listener")
 def wants_framework(request: WSUpgradeRequest) -> bool:
     """True when the upgrade request asks for the ``webshocket.v1`` subprotocol."""
     offered = request.headers.getall("Sec-WebSocket-Protocol", ())
-    return any(
-        token.strip() == DEFAULT_WEBSHOCKET_SUBPROTOCOL for value in offered for token in value.split(",")
-    )
+    return any(token.strip() == DEFAULT_WEBSHOCKET_SUBPROTOCOL for value in offered for token in value.split(","))
 
 
 class WebSocketServer(Generic[H]):
@@ -234,9 +232,7 @@ class WebSocketServer(Generic[H]):
         try:
             return getattr(self.handler, name)
         except AttributeError:
-            raise AttributeError(
-                f"'{type(self).__name__}' object and its handler have no attribute '{name}'"
-            ) from None
+            raise AttributeError(f"'{type(self).__name__}' object and its handler have no attribute '{name}'") from None
 
     async def __aenter__(self) -> WebSocketServer[H]:
         return await self.start()

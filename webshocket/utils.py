@@ -24,9 +24,7 @@ def parse_duration(duration: str | float | int) -> float:
             raise ValueError("Duration cannot be empty.")
         unit = duration[-1]
         if unit not in _UNITS:
-            raise ValueError(
-                "Invalid duration unit. Expected one of s, m, h, d (e.g '10s', '5m', '1h', '2d')"
-            )
+            raise ValueError("Invalid duration unit. Expected one of s, m, h, d (e.g '10s', '5m', '1h', '2d')")
         try:
             seconds = float(duration[:-1]) * _UNITS[unit]
         except ValueError:

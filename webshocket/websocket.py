@@ -1,8 +1,8 @@
 """0.5.x module path: ``webshocket.websocket.server`` and ``.client``."""
 
 from .client import WebSocketClient
-from .client import WebSocketClient as client
+from .client import WebSocketClient as client  # noqa: N813 - 0.5.x name
 from .server import WebSocketServer
-from .server import WebSocketServer as server
+from .server import WebSocketServer as server  # noqa: N813 - 0.5.x name
 
 __all__ = ["WebSocketClient", "WebSocketServer", "client", "server"]
