@@ -64,9 +64,11 @@ DEF INLINE_SIZE = 480
 DEF MAX_DEPTH = 1024
 
 cdef object _py_to_builtin = _codec_py._to_builtin
-cdef object _json_default_py = _codec_py._json_default
+cdef object _msgpack_default_py = _codec_py._msgpack_default
 cdef object _json_loads = json.loads
 cdef object _unpackb = msgpack.unpackb
+cdef object _packb = msgpack.packb
+cdef object _Timestamp = msgpack.Timestamp
 cdef object _UNKNOWN = PacketSource.UNKNOWN
 cdef dict _SOURCES = {int(s): s for s in PacketSource}
 cdef dict _ERRORS = {int(e): e for e in RPCErrorCode}
@@ -81,15 +83,7 @@ def _to_builtin(obj):
     return _py_to_builtin(obj)
 
 
-def _json_default(obj):
-    if isinstance(obj, (Packet, RPCRequest, RPCResponse)):
-        return _to_builtin(obj)
-    return _json_default_py(obj)
-
-
-cdef object _dump_json = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), default=_json_default, allow_nan=True
-).encode
+cdef object _json_bytes = _codec_py.make_json_encoder(_to_builtin)
 
 
 cdef dict rpc_map(object rpc):
@@ -565,7 +559,12 @@ cdef int pack(Buf* b, object o, int depth) except -1:
             return 0
         if converted:
             raise TypeError(f"can not serialize {type(o).__name__!r} object")
-        o = _to_builtin(o)
+        if isinstance(o, (Packet, RPCRequest, RPCResponse)):
+            o = _to_builtin(o)
+        else:
+            o = _msgpack_default_py(o)  # e.g. aware datetime -> msgpack Timestamp
+            if isinstance(o, _Timestamp):
+                return put_bytes(b, _packb(o))
         converted = True
 
 
@@ -603,7 +602,7 @@ cdef inline bytes json_value(object value):
         return b"false"
     if t is int:
         return str(value).encode("ascii")
-    return (<str>_dump_json(value)).encode("utf-8", "surrogatepass")
+    return _json_bytes(value)
 
 
 cpdef bytes encode_response(str call_id, object response, object error, bint is_stream, bint is_end, bint as_json):
@@ -715,7 +714,7 @@ cpdef bytes encode_packet(object packet, bint as_json):
         return encode_push(int(pk.source), pk.data, pk.channel, as_json)
     mapping = packet_map(pk)
     if as_json:
-        return (<str>_dump_json(mapping)).encode("utf-8", "surrogatepass")
+        return _json_bytes(mapping)
     buf_init(&b)
     try:
         pack(&b, mapping, MAX_DEPTH)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime
+import decimal
 import enum
 import json
+import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import msgpack
@@ -199,7 +201,7 @@ class _Invalid(Exception):
 
 
 def _to_builtin(obj: Any) -> Any:
-    """Map values msgpack/json don't know to ones they do (the types msgspec accepts)."""
+    """Map values msgpack/json don't know to ones they do, as msgspec (webshocket 0.5.x) does."""
     if isinstance(obj, (set, frozenset)):
         return list(obj)
     if isinstance(obj, Packet):
@@ -210,8 +212,14 @@ def _to_builtin(obj: Any) -> Any:
         return obj.value
     if isinstance(obj, uuid.UUID):
         return str(obj)
-    if isinstance(obj, (datetime.datetime, datetime.date, datetime.time)):
+    if isinstance(obj, datetime.datetime):
+        return _isoformat(obj)
+    if isinstance(obj, (datetime.date, datetime.time)):
         return obj.isoformat()
+    if isinstance(obj, datetime.timedelta):
+        return _iso_duration(obj)
+    if isinstance(obj, decimal.Decimal):
+        return str(obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
     if isinstance(obj, memoryview):
@@ -219,19 +227,108 @@ def _to_builtin(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not serializable")
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (bytes, bytearray, memoryview)):
-        return base64.b64encode(obj).decode("ascii")
+def _isoformat(value: datetime.datetime) -> str:
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _iso_duration(value: datetime.timedelta) -> str:
+    """ISO 8601 duration as msgspec writes it (``P1DT90.5S``)."""
+    sign = "-" if value < datetime.timedelta(0) else ""
+    value = abs(value)
+    out = "P"
+    if value.days:
+        out += f"{value.days}D"
+    if value.seconds or value.microseconds:
+        fraction = f".{value.microseconds:06d}".rstrip("0") if value.microseconds else ""
+        out += f"T{value.seconds}{fraction}S"
+    return sign + (out if out != "P" else "P0D")
+
+
+def _msgpack_default(obj: Any) -> Any:
+    if isinstance(obj, datetime.datetime) and obj.tzinfo is not None:
+        return msgpack.Timestamp.from_datetime(obj)
     return _to_builtin(obj)
 
 
-_dump_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default, allow_nan=True).encode
+# ---- JSON. Floats are written as msgspec writes them: no NaN/Infinity (null instead),
+# exponents without "+" or leading zeros, 1e-5 as 0.00001. The stdlib's C encoder writes
+# float repr(), which agrees for every finite float in [1e-4, 1e16): such values take the
+# fast path, anything else the Python encoder with our float formatter.
+
+
+def _floatstr(value: float) -> str:
+    if value != value or value in (math.inf, -math.inf):
+        return "null"
+    text = float.__repr__(value)
+    if "e" not in text:
+        return text
+    mantissa, exponent = text.split("e")
+    if int(exponent) == -5:
+        sign = "-" if mantissa.startswith("-") else ""
+        return f"{sign}0.0000{mantissa.lstrip('-').replace('.', '')}"
+    return f"{mantissa}e{int(exponent)}"
+
+
+def has_odd_float(obj: Any) -> bool:
+    """True when ``obj`` holds a float whose repr() differs from msgspec's JSON form."""
+    kind = type(obj)
+    if kind is float:
+        magnitude = abs(obj)
+        return not (1e-4 <= magnitude < 1e16 or magnitude == 0.0)
+    if kind is dict:
+        return any(has_odd_float(k) or has_odd_float(v) for k, v in obj.items())
+    if kind is list or kind is tuple:
+        return any(has_odd_float(v) for v in obj)
+    if isinstance(obj, float):
+        return has_odd_float(float(obj))
+    return False
+
+
+class _OddFloat(Exception):
+    """A converted value holds a float the fast JSON encoder would write differently."""
+
+
+def make_json_encoder(to_builtin: Callable[[Any], Any]) -> Callable[[Any], bytes]:
+    """A JSON writer (to UTF-8 bytes) with ``to_builtin`` for the types JSON lacks."""
+
+    def default(obj: Any) -> Any:
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            return base64.b64encode(obj).decode("ascii")
+        return to_builtin(obj)
+
+    def checked_default(obj: Any) -> Any:
+        value = default(obj)
+        if has_odd_float(value):
+            raise _OddFloat
+        return value
+
+    fast = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=checked_default).encode
+
+    def slow(obj: Any) -> str:
+        iterencode = json.encoder._make_iterencode(  # type: ignore[attr-defined]
+            {}, default, json.encoder.py_encode_basestring, None, _floatstr, ":", ",", False, False, True
+        )
+        return "".join(iterencode(obj, 0))
+
+    def encode(obj: Any) -> bytes:
+        if not has_odd_float(obj):
+            try:
+                return fast(obj).encode("utf-8", "surrogatepass")
+            except _OddFloat:
+                pass
+        return slow(obj).encode("utf-8", "surrogatepass")
+
+    return encode
+
+
+_json_bytes = make_json_encoder(_to_builtin)
 
 
 def _dumps(obj: Any, as_json: bool) -> bytes:
     if as_json:
-        return _dump_json(obj).encode("utf-8", "surrogatepass")
-    return msgpack.packb(obj, use_bin_type=True, default=_to_builtin, datetime=False)  # type: ignore[no-any-return]
+        return _json_bytes(obj)
+    return msgpack.packb(obj, use_bin_type=True, default=_msgpack_default, datetime=False)  # type: ignore[no-any-return]
 
 
 def _rpc_map(rpc: RPCRequest | RPCResponse) -> dict[str, Any]:

@@ -67,6 +67,9 @@ class _ClientListener(WSListener):  # type: ignore[misc]
                 transport.send_close(code, frame.get_close_message())
             transport.disconnect()
 
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.client._transport = transport
+
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.client._on_disconnected(transport)
 
@@ -123,6 +126,10 @@ class WebSocketClient:
         if self._transport is not None:
             await self.close()
         self.state = ConnectionState.CONNECTING
+        # Fresh per-connection buffers, before the first frame can arrive.
+        self._close_code = None
+        self._packet_queue = asyncio.Queue()
+        self._paused = False
         headers = {"Sec-WebSocket-Protocol": DEFAULT_WEBSHOCKET_SUBPROTOCOL}
         headers.update(kwargs.pop("extra_headers", None) or {})
         kwargs.setdefault("max_frame_size", self.max_message_size)
@@ -142,10 +149,10 @@ class WebSocketClient:
         except BaseException:
             self.state = ConnectionState.DISCONNECTED
             raise
+        if transport.is_disconnected:  # the peer hung up during the handshake
+            self.state = ConnectionState.DISCONNECTED
+            raise ConnectionFailedError(f"Could not connect to {self.uri}: connection closed during the handshake")
         self._transport = transport
-        self._close_code = None
-        self._packet_queue = asyncio.Queue()
-        self._paused = False
         self.state = ConnectionState.CONNECTED
         self.logger.info("Successfully connected to %s", self.uri)
 

@@ -39,6 +39,7 @@ class Point:
     y: float
     label: str
 
+
 INTS = [
     0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1, 2**64 - 1,
     -1, -32, -33, -128, -129, -32768, -32769, -(2**31), -(2**31) - 1, -(2**63),
@@ -52,7 +53,7 @@ UNICODE = [
     "héllo wörld",
     "日本語のテキスト",
     "emoji 😀🎉 and 𝄞",
-    "quotes \" and \\ backslash / slash",
+    'quotes " and \\ backslash / slash',
     "controls \x00\x01\x1f\t\n\r\x7f",
     "separators \u2028\u2029",
     "x" * 31,
@@ -208,3 +209,54 @@ def extended_cases() -> list[dict[str, Any]]:
 
 def all_cases() -> list[dict[str, Any]]:
     return cases() + float_cases() + extended_cases()
+
+
+def tagged(value: Any) -> Any:
+    """A JSON-able, type-exact description of a decoded value (compared across processes)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return {"$float": repr(value)}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"$bytes": bytes(value).hex()}
+    if isinstance(value, (list, tuple)):
+        return [tagged(v) for v in value]
+    if isinstance(value, dict):
+        return {"$map": [[tagged(k), tagged(v)] for k, v in value.items()]}
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return {"$" + type(value).__name__: value.isoformat()}
+    return {"$repr": f"{type(value).__name__}: {value!r}"}
+
+
+def tagged_packet(packet: Any) -> dict[str, Any]:
+    """:func:`tagged` for a decoded Packet (ours or a 0.5.x msgspec one)."""
+    rpc = packet.rpc
+    rpc_out: dict[str, Any] | None = None
+    if rpc is not None and hasattr(rpc, "method"):
+        rpc_out = {
+            "type": "request",
+            "method": rpc.method,
+            "args": tagged(list(rpc.args)),
+            "kwargs": tagged(rpc.kwargs),
+            "call_id": rpc.call_id,
+        }
+    elif rpc is not None:
+        rpc_out = {
+            "type": "response",
+            "call_id": rpc.call_id,
+            "response": tagged(rpc.response),
+            "error": None if rpc.error is None else int(rpc.error),
+        }
+        for name in ("is_stream", "is_end"):  # 0.5.0's RPCResponse has neither
+            if hasattr(rpc, name):
+                rpc_out[name] = getattr(rpc, name)
+    return {
+        "source": int(packet.source),
+        "data": tagged(packet.data),
+        "rpc": rpc_out,
+        "channel": packet.channel,
+        "timestamp": tagged(packet.timestamp),
+        "correlation_id": packet.correlation_id,
+    }

@@ -60,7 +60,7 @@ def describe_packet(packet: Any) -> dict[str, Any]:
 async def step(summary: dict[str, Any], name: str, action: Callable[[], Awaitable[Any]]) -> None:
     try:
         summary[name] = await asyncio.wait_for(action(), 10)
-    except BaseException as exc:  # noqa: BLE001 - recorded for the test to assert on
+    except BaseException as exc:
         summary[name] = {"exception": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-1500:]}
 
 

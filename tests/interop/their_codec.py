@@ -7,7 +7,9 @@ codec's bytes) and prints one JSON object on stdout::
      "results": {case_name: {
         "msgpack": hex|null, "json": hex|null, "encode_error": str|null,
         "decode_ours_msgpack": "equal"|"different: ..."|"error: ...",
-        "decode_ours_json": ...}}}
+        "decode_ours_json": ...,
+        "their_decode_msgpack": samples.tagged_packet(their decoding of their bytes),
+        "their_decode_json": ...}}}
 
 ``decode_ours_*`` compares their decoding of our bytes with their decoding of their own
 bytes (msgspec ``Struct`` equality).
@@ -22,11 +24,12 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import msgspec  # noqa: E402
-import samples  # noqa: E402
-import webshocket  # noqa: E402
-from webshocket import packets  # noqa: E402
-from webshocket.enum import PacketSource, RPCErrorCode  # noqa: E402
+import msgspec
+import samples
+
+import webshocket
+from webshocket import packets
+from webshocket.enum import PacketSource, RPCErrorCode
 
 Packet = packets.Packet
 RPCRequest = packets.RPCRequest
@@ -88,6 +91,15 @@ def _compare(decode: Any, ours_hex: str | None, theirs: bytes | None) -> str:
     return f"different: ours decoded to {mine!r}, theirs to {reference!r}"[:2000]
 
 
+def _tagged_decode(decode: Any, raw: bytes | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return samples.tagged_packet(decode(raw))
+    except Exception as exc:
+        return {"$error": f"{type(exc).__name__}: {exc}"}
+
+
 def main() -> None:
     ours: dict[str, dict[str, str | None]] = json.load(sys.stdin)["ours"]
     results: dict[str, dict[str, Any]] = {}
@@ -105,6 +117,8 @@ def main() -> None:
         mine = ours.get(name, {})
         out["decode_ours_msgpack"] = _compare(packets._decoder.decode, mine.get("msgpack"), msgpack_bytes)
         out["decode_ours_json"] = _compare(packets._json_decoder.decode, mine.get("json"), json_bytes)
+        out["their_decode_msgpack"] = _tagged_decode(packets._decoder.decode, msgpack_bytes)
+        out["their_decode_json"] = _tagged_decode(packets._json_decoder.decode, json_bytes)
         results[name] = out
     json.dump({"version": webshocket.__version__, "module": webshocket.__file__, "results": results}, sys.stdout)
 

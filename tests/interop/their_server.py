@@ -12,7 +12,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import webshocket
-from webshocket import ClientConnection, Packet, RPCError, WebSocketClient, WebSocketHandler, WebSocketServer, rpc_method
+from webshocket import (
+    ClientConnection,
+    Packet,
+    RPCError,
+    WebSocketClient,
+    WebSocketHandler,
+    WebSocketServer,
+    rpc_method,
+)
 
 #: 0.5.0 has no streaming RPC (its rpc_method rejects async generators).
 STREAMS = hasattr(WebSocketClient, "stream_rpc")

@@ -1,0 +1,517 @@
+"""Transport-level behaviour, checked with a minimal raw-socket WebSocket client.
+
+Fragmentation (64 KiB frames) both ways, control frames between fragments, binary
+opcode for every packet in both dialects, protocol errors, and running on asyncio's
+default loop as well as on uvloop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import pytest
+import uvloop
+from conftest import HOST, connected_client, running_server, uri_of, wait_until
+from picows import (
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+    ws_create_server,
+)
+
+import webshocket
+from webshocket import ClientConnection, PacketSource, WebSocketClient, WebSocketHandler, rpc_method
+
+CHUNK = 64 * 1024
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+class Handler(WebSocketHandler[Any]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: list[Any] = []
+
+    async def on_connect(self, connection: ClientConnection[Any]) -> None:
+        connection.subscribe("room")
+
+    async def on_receive(self, connection: ClientConnection[Any], packet: webshocket.Packet[Any]) -> None:
+        self.received.append(packet)
+
+    @rpc_method()
+    async def echo(self, connection: ClientConnection[Any], value: Any) -> Any:
+        return value
+
+    @rpc_method()
+    async def size(self, connection: ClientConnection[Any], value: Any) -> int:
+        return len(value)
+
+    @rpc_method()
+    async def count(self, connection: ClientConnection[Any], n: int) -> Any:
+        for i in range(n):
+            yield i
+
+    @rpc_method()
+    async def push_all(self, connection: ClientConnection[Any]) -> str:
+        connection.send({"kind": "custom"})
+        self.publish("room", {"kind": "channel"})
+        self.broadcast({"kind": "broadcast"})
+        return "pushed"
+
+
+# --------------------------------------------------------------------------- raw client
+
+
+@dataclass
+class Frame:
+    fin: bool
+    rsv: int
+    opcode: int
+    masked: bool
+    payload: bytes
+
+
+class RawWebSocket:
+    """Just enough of RFC 6455 to look at frames: HTTP upgrade by hand, masked frames out."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, headers: dict[str, str]) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.headers = headers
+
+    @classmethod
+    async def connect(cls, port: int, subprotocol: str | None = None) -> RawWebSocket:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        lines = [
+            "GET / HTTP/1.1",
+            f"Host: {HOST}:{port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13",
+        ]
+        if subprotocol is not None:
+            lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        status, *header_lines = head.decode("latin-1").split("\r\n")
+        assert status.startswith("HTTP/1.1 101"), status
+        headers = {}
+        for line in header_lines:
+            if ":" in line:
+                name, value = line.split(":", 1)
+                headers[name.strip().lower()] = value.strip()
+        accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
+        assert headers["sec-websocket-accept"] == accept
+        return cls(reader, writer, headers)
+
+    def send_frame(self, opcode: int, payload: bytes, fin: bool = True, mask: bool = True) -> None:
+        head = bytes([(0x80 if fin else 0) | opcode])
+        size = len(payload)
+        mask_bit = 0x80 if mask else 0
+        if size < 126:
+            head += bytes([mask_bit | size])
+        elif size < 65536:
+            head += bytes([mask_bit | 126]) + struct.pack("!H", size)
+        else:
+            head += bytes([mask_bit | 127]) + struct.pack("!Q", size)
+        if mask:
+            key = os.urandom(4)
+            head += key
+            payload = _mask(payload, key)
+        self.writer.write(head + payload)
+
+    async def read_frame(self, timeout: float = 5.0) -> Frame:
+        first, second = await asyncio.wait_for(self.reader.readexactly(2), timeout)
+        size = second & 0x7F
+        if size == 126:
+            (size,) = struct.unpack("!H", await self.reader.readexactly(2))
+        elif size == 127:
+            (size,) = struct.unpack("!Q", await self.reader.readexactly(8))
+        masked = bool(second & 0x80)
+        key = await self.reader.readexactly(4) if masked else b""
+        payload = await asyncio.wait_for(self.reader.readexactly(size), timeout)
+        if masked:
+            payload = _mask(payload, key)
+        return Frame(bool(first & 0x80), (first >> 4) & 0x7, first & 0x0F, masked, payload)
+
+    async def read_message(self) -> tuple[list[Frame], list[Frame]]:
+        """Frames of the next data message, and the control frames seen meanwhile."""
+        frames: list[Frame] = []
+        control: list[Frame] = []
+        while True:
+            frame = await self.read_frame()
+            if frame.opcode >= 0x8:
+                control.append(frame)
+                if frame.opcode == CLOSE:
+                    return frames, control
+                continue
+            frames.append(frame)
+            if frame.fin:
+                return frames, control
+
+    async def read_close(self) -> int:
+        """Read until a close frame and return its code."""
+        while True:
+            frame = await self.read_frame()
+            if frame.opcode == CLOSE:
+                return int(struct.unpack("!H", frame.payload[:2])[0]) if frame.payload else 1005
+
+    async def close(self) -> None:
+        if not self.writer.is_closing():
+            try:
+                self.send_frame(CLOSE, struct.pack("!H", 1000))
+                await self.writer.drain()
+            except ConnectionError:
+                pass
+            self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except ConnectionError:
+            pass
+
+
+def _mask(payload: bytes, key: bytes) -> bytes:
+    repeated = (key * (len(payload) // 4 + 1))[: len(payload)]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(len(payload), "big")
+
+
+def rpc_request(method: str, *args: Any, call_id: str = "raw-1", as_json: bool = False) -> bytes:
+    packet = {
+        "source": 5,
+        "rpc": {"type": "request", "method": method, "args": list(args), "kwargs": {}, "call_id": call_id},
+    }
+    return json.dumps(packet).encode() if as_json else msgpack.packb(packet, use_bin_type=True)
+
+
+def decode(payload: bytes, as_json: bool) -> Any:
+    return json.loads(payload) if as_json else msgpack.unpackb(payload, raw=False)
+
+
+# --------------------------------------------------------------------------- fragmentation
+
+
+BIG = bytes(range(256)) * 1200  # 300 KiB
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["msgpack", "json"])
+async def test_large_reply_is_written_in_64k_fragments(as_json: bool) -> None:
+    async with running_server(Handler) as server:
+        ws = await RawWebSocket.connect(server.port, None if as_json else "webshocket.v1")
+        try:
+            value: Any = base64.b64encode(BIG).decode() if as_json else BIG
+            ws.send_frame(TEXT if as_json else BINARY, rpc_request("echo", value, as_json=as_json))
+            frames, control = await ws.read_message()
+            assert not [f for f in control if f.opcode == CLOSE]
+            payload = b"".join(f.payload for f in frames)
+            assert len(payload) > CHUNK
+            assert len(frames) == -(-len(payload) // CHUNK)
+            assert (frames[0].opcode, frames[0].fin) == (BINARY, False)
+            assert all(f.opcode == CONTINUATION for f in frames[1:])
+            assert all(not f.fin for f in frames[:-1]) and frames[-1].fin
+            assert all(len(f.payload) <= CHUNK for f in frames)
+            assert all(len(f.payload) == CHUNK for f in frames[:-1])  # 64 KiB frames, as 0.5.x writes them
+            assert not any(f.masked or f.rsv for f in frames)  # server frames are never masked
+            reply = decode(payload, as_json)
+            assert reply["rpc"]["call_id"] == "raw-1"
+            assert reply["rpc"]["error"] is None
+            assert reply["rpc"]["response"] == value
+        finally:
+            await ws.close()
+
+
+async def test_message_of_exactly_64k_is_one_frame() -> None:
+    async with running_server(Handler) as server:
+        ws = await RawWebSocket.connect(server.port, "webshocket.v1")
+        try:
+            # find a string length whose encoded reply is exactly CHUNK bytes
+            overhead = len(msgpack.packb(_reply_map("raw-1", "")))
+            text = "a" * (CHUNK - overhead - 2)  # str16 header is 3 bytes instead of 1 for ""
+            assert len(msgpack.packb(_reply_map("raw-1", text))) == CHUNK
+            ws.send_frame(BINARY, rpc_request("echo", text))
+            frames, _ = await ws.read_message()
+            assert [(f.opcode, f.fin, len(f.payload)) for f in frames] == [(BINARY, True, CHUNK)]
+            ws.send_frame(BINARY, rpc_request("echo", text + "a", call_id="raw-2"))
+            frames, _ = await ws.read_message()
+            assert [(f.opcode, f.fin, len(f.payload)) for f in frames] == [
+                (BINARY, False, CHUNK),
+                (CONTINUATION, True, 1),
+            ]
+        finally:
+            await ws.close()
+
+
+def _reply_map(call_id: str, response: Any) -> dict[str, Any]:
+    return {
+        "source": 5,
+        "rpc": {
+            "type": "response",
+            "call_id": call_id,
+            "response": response,
+            "error": None,
+            "is_stream": False,
+            "is_end": False,
+        },
+    }
+
+
+async def test_large_message_round_trip_with_our_client() -> None:
+    async with running_server(Handler) as server, connected_client(server) as client:
+        result = await client.send_rpc("echo", BIG)
+        assert result.error is None
+        assert result.data == BIG
+        assert (await client.send_rpc("size", BIG * 2)).data == len(BIG) * 2  # 600 KiB up, int back
+        nested = {"blobs": [BIG[:100_000], BIG[100_000:]], "text": "ü" * 70_000}
+        assert (await client.send_rpc("echo", nested)).data == nested
+
+
+async def test_large_push_to_our_client() -> None:
+    async with running_server(Handler) as server, connected_client(server) as client:
+        await wait_until(lambda: len(server.clients) == 1)
+        (connection,) = server.clients
+        connection.send(BIG)
+        server.publish("room", {"big": BIG})
+        first, second = await client.recv(5), await client.recv(5)
+        assert (first.source, first.data) == (PacketSource.CUSTOM, BIG)
+        assert (second.source, second.channel, second.data) == (PacketSource.CHANNEL, "room", {"big": BIG})
+
+
+async def test_our_client_writes_64k_fragments() -> None:
+    """Our client's frames, seen by a bare picows server: masked 64 KiB fragments of one binary message."""
+    frames: list[tuple[WSMsgType, bool, int]] = []
+    messages: list[bytes] = []
+    parts: list[bytes] = []
+
+    class Recorder(WSListener):  # type: ignore[misc]
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type in (WSMsgType.BINARY, WSMsgType.TEXT, WSMsgType.CONTINUATION):
+                frames.append((frame.msg_type, bool(frame.fin), frame.payload_size))
+                parts.append(frame.get_payload_as_bytes())
+                if frame.fin:
+                    messages.append(b"".join(parts))
+                    parts.clear()
+
+    def factory(request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
+        response = WSUpgradeResponse.create_101_response(extra_headers={"Sec-WebSocket-Protocol": "webshocket.v1"})
+        return WSUpgradeResponseWithListener(response, Recorder())
+
+    server = await ws_create_server(factory, HOST, 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with WebSocketClient(f"ws://{HOST}:{port}") as client:
+            client.send(BIG)
+            await wait_until(lambda: len(messages) == 1)
+        expected = msgpack.packb({"source": 4, "data": BIG}, use_bin_type=True)
+        assert messages == [expected]
+        assert len(frames) == -(-len(expected) // CHUNK)
+        assert frames[0][:2] == (WSMsgType.BINARY, False)
+        assert all(t == WSMsgType.CONTINUATION for t, _, _ in frames[1:])
+        assert [fin for _, fin, _ in frames] == [False] * (len(frames) - 1) + [True]
+        assert all(size == CHUNK for _, _, size in frames[:-1]) and frames[-1][2] <= CHUNK
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["msgpack", "json"])
+async def test_fragmented_message_from_client_is_reassembled(as_json: bool) -> None:
+    async with running_server(Handler) as server:
+        ws = await RawWebSocket.connect(server.port, None if as_json else "webshocket.v1")
+        try:
+            message = rpc_request("size", "x" * 5000, as_json=as_json)
+            parts = [message[:10], message[10:3000], message[3000:]]
+            ws.send_frame(TEXT if as_json else BINARY, parts[0], fin=False)
+            ws.send_frame(CONTINUATION, parts[1], fin=False)
+            ws.send_frame(CONTINUATION, parts[2], fin=True)
+            frames, _ = await ws.read_message()
+            reply = decode(b"".join(f.payload for f in frames), as_json)
+            assert (reply["rpc"]["response"], reply["rpc"]["error"]) == (5000, None)
+        finally:
+            await ws.close()
+
+
+async def test_fragmented_non_rpc_packet_reaches_on_receive() -> None:
+    async with running_server(Handler) as server:
+        ws = await RawWebSocket.connect(server.port, "webshocket.v1")
+        try:
+            message = msgpack.packb({"source": 4, "data": {"blob": BIG}}, use_bin_type=True)
+            for offset in range(0, len(message), 50_000):
+                chunk = message[offset : offset + 50_000]
+                opcode = BINARY if offset == 0 else CONTINUATION
+                ws.send_frame(opcode, chunk, fin=offset + 50_000 >= len(message))
+            await wait_until(lambda: len(server.handler.received) == 1)
+            packet = server.handler.received[0]
+            assert (packet.source, packet.data) == (PacketSource.CUSTOM, {"blob": BIG})
+        finally:
+            await ws.close()
+
+
+async def test_pings_between_fragments_get_pongs() -> None:
+    async with running_server(Handler) as server:
+        ws = await RawWebSocket.connect(server.port, "webshocket.v1")
+        try:
+            message = rpc_request("size", "y" * 300)
+            ws.send_frame(BINARY, message[:100], fin=False)
+            ws.send_frame(PING, b"p1")
+            ws.send_frame(CONTINUATION, message[100:200], fin=False)
+            ws.send_frame(PING, b"p2")
+            ws.send_frame(CONTINUATION, message[200:], fin=True)
+            frames, control = await ws.read_message()
+            assert [(f.opcode, f.payload) for f in control] == [(PONG, b"p1"), (PONG, b"p2")]
+            reply = decode(b"".join(f.payload for f in frames), False)
+            assert reply["rpc"]["response"] == 300
+            ws.send_frame(PING, b"after")  # and outside a message too
+            pong = await ws.read_frame()
+            assert (pong.opcode, pong.payload) == (PONG, b"after")
+        finally:
+            await ws.close()
+
+
+# --------------------------------------------------------------------------- opcodes and dialects
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["msgpack", "json"])
+async def test_every_packet_is_a_binary_message(as_json: bool) -> None:
+    async with running_server(Handler) as server:
+        ws = await RawWebSocket.connect(server.port, None if as_json else "webshocket.v1")
+        try:
+            if as_json:
+                assert "sec-websocket-protocol" not in ws.headers
+            else:
+                assert ws.headers["sec-websocket-protocol"] == "webshocket.v1"
+            await wait_until(lambda: len(server.subscribers("room")) == 1)
+            ws.send_frame(TEXT if as_json else BINARY, rpc_request("push_all", as_json=as_json))
+            ws.send_frame(BINARY, rpc_request("count", 2, call_id="raw-2", as_json=as_json))  # binary JSON works too
+            ws.send_frame(TEXT if as_json else BINARY, rpc_request("missing", call_id="raw-3", as_json=as_json))
+            seen: list[dict[str, Any]] = []
+            while len(seen) < 8:
+                frames, control = await ws.read_message()
+                assert not control
+                assert len(frames) == 1 and frames[0].fin
+                assert frames[0].opcode == BINARY, f"opcode {frames[0].opcode} for {frames[0].payload[:80]!r}"
+                seen.append(decode(frames[0].payload, as_json))
+            sources = sorted(p["source"] for p in seen)
+            assert sources == [1, 2, 4, 5, 5, 5, 5, 5]  # broadcast, channel, custom, 1 + 3 stream + 1 error
+            custom = next(p for p in seen if p["source"] == 4)
+            assert custom == {"source": 4, "data": {"kind": "custom"}}
+            channel = next(p for p in seen if p["source"] == 2)
+            assert channel == {"source": 2, "data": {"kind": "channel"}, "channel": "room"}
+        finally:
+            await ws.close()
+
+
+async def test_generic_client_offering_another_subprotocol_gets_json() -> None:
+    async with running_server(Handler) as server:
+        ws = await RawWebSocket.connect(server.port, "chat, superchat")
+        try:
+            assert "sec-websocket-protocol" not in ws.headers
+            ws.send_frame(TEXT, rpc_request("echo", "hi", as_json=True))
+            frames, _ = await ws.read_message()
+            assert frames[0].opcode == BINARY
+            assert json.loads(frames[0].payload)["rpc"]["response"] == "hi"
+        finally:
+            await ws.close()
+
+
+# --------------------------------------------------------------------------- protocol errors
+
+
+async def test_data_frame_inside_fragmented_message_is_a_protocol_error() -> None:
+    async with running_server(Handler) as server:
+        ws = await RawWebSocket.connect(server.port, "webshocket.v1")
+        try:
+            ws.send_frame(BINARY, b"\x82", fin=False)
+            ws.send_frame(BINARY, b"\x80", fin=True)  # a new message before the first one ended
+            assert await ws.read_close() == 1002
+        finally:
+            await ws.close()
+
+
+async def test_continuation_without_start_is_a_protocol_error() -> None:
+    async with running_server(Handler) as server:
+        ws = await RawWebSocket.connect(server.port, "webshocket.v1")
+        try:
+            ws.send_frame(CONTINUATION, b"orphan", fin=True)
+            assert await ws.read_close() == 1002
+        finally:
+            await ws.close()
+
+
+async def test_fragmented_message_above_max_size_is_closed_1009() -> None:
+    async with running_server(Handler, max_message_size=100_000) as server:
+        ws = await RawWebSocket.connect(server.port, "webshocket.v1")
+        try:
+            ws.send_frame(BINARY, b"\x00" * 60_000, fin=False)
+            ws.send_frame(CONTINUATION, b"\x00" * 60_000, fin=False)
+            assert await ws.read_close() == 1009
+        finally:
+            await ws.close()
+        async with connected_client(server) as client:  # others are unaffected
+            assert (await client.send_rpc("size", b"z" * 90_000)).data == 90_000
+
+
+async def test_single_frame_above_max_size_is_closed_1009() -> None:
+    async with running_server(Handler, max_message_size=100_000) as server:
+        ws = await RawWebSocket.connect(server.port, "webshocket.v1")
+        try:
+            ws.send_frame(BINARY, b"\x00" * 150_000)
+            assert await ws.read_close() == 1009
+        finally:
+            await ws.close()
+
+
+# --------------------------------------------------------------------------- event loops
+
+
+async def _round_trip() -> type[asyncio.AbstractEventLoop]:
+    loop = asyncio.get_running_loop()
+    async with running_server(Handler) as server:
+        async with WebSocketClient(uri_of(server)) as client:
+            assert (await client.send_rpc("echo", {"x": [1, 2]})).data == {"x": [1, 2]}
+            assert [c.data async for c in client.stream_rpc("count", 3)] == [0, 1, 2]
+            assert (await client.send_rpc("echo", BIG)).data == BIG
+            await wait_until(lambda: len(server.subscribers("room")) == 1)
+            server.publish("room", "hello")
+            packet = await client.recv(5)
+            assert (packet.source, packet.data) == (PacketSource.CHANNEL, "hello")
+    return type(loop)
+
+
+def test_runs_on_asyncio_default_loop() -> None:
+    loop = asyncio.DefaultEventLoopPolicy().new_event_loop()  # asyncio's own loop, whatever policy is set
+    try:
+        assert not isinstance(loop, uvloop.Loop)
+        loop_type = loop.run_until_complete(_round_trip())
+        assert loop_type is type(loop)
+        assert not issubclass(loop_type, uvloop.Loop)
+        assert issubclass(loop_type, asyncio.BaseEventLoop)
+    finally:
+        loop.close()
+
+
+def test_runs_on_uvloop() -> None:
+    assert webshocket.UVLOOP is True
+    assert isinstance(asyncio.get_event_loop_policy(), uvloop.EventLoopPolicy)
+    loop = asyncio.new_event_loop()  # the policy webshocket installed on import
+    try:
+        assert isinstance(loop, uvloop.Loop)
+        assert issubclass(loop.run_until_complete(_round_trip()), uvloop.Loop)
+    finally:
+        loop.close()
+
+
+def test_webshocket_run_uses_uvloop() -> None:
+    assert issubclass(webshocket.run(_round_trip()), uvloop.Loop)

@@ -1,0 +1,390 @@
+"""Twin tests for the channel index: compiled ``_channels_c`` and pure ``_channels_py``.
+
+Both implementations are imported directly and checked against ``fnmatch.fnmatchcase``
+and against a naive model (a set of (subscriber, name) pairs). With
+``WEBSHOCKET_NO_EXTENSIONS=1`` only the pure twin is parametrized; otherwise a
+missing or broken compiled module makes these tests fail, never skip.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import importlib
+import itertools
+import os
+import warnings
+from collections.abc import Iterable
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+NO_EXTENSIONS = os.environ.get("WEBSHOCKET_NO_EXTENSIONS", "") not in ("", "0")
+IMPLS = ["py"] if NO_EXTENSIONS else ["py", "c"]
+WILDCARDS = frozenset("*?[")
+
+# fnmatch's regexes may warn about "possible nested set" for patterns such as "[[:"
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+def load(impl: str) -> ModuleType:
+    """The twin ``impl`` ("py" or "c"); an ImportError fails the test."""
+    return importlib.import_module(f"webshocket._channels_{impl}")
+
+
+def fnmatchcase(name: str, pattern: str) -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return fnmatch.fnmatchcase(name, pattern)
+
+
+def model_is_pattern(name: str) -> bool:
+    return not WILDCARDS.isdisjoint(name)
+
+
+def matches(index: Any, channel: str, pattern: str) -> bool:
+    """Whether ``index`` (holding a subscription to ``pattern`` only) delivers ``channel``."""
+    if model_is_pattern(pattern):
+        found = index.matching_patterns(channel)
+        assert found in ((), (pattern,))
+        assert (set(index.subscribers(channel)) == {"s"}) == bool(found)
+        return bool(found)
+    return bool(index.subscribers(channel))
+
+
+def check_one(impl: str, pattern: str, names: Iterable[str]) -> None:
+    index = load(impl).ChannelIndex()
+    index.add("s", pattern)
+    for name in names:
+        assert matches(index, name, pattern) == fnmatchcase(name, pattern), (pattern, name)
+
+
+if not NO_EXTENSIONS:
+
+    def test_compiled_twin_is_built() -> None:
+        module = load("c")
+        assert module.__file__ is not None and not module.__file__.endswith(".py"), module.__file__
+
+
+# ------------------------------------------------------------------ fnmatch edge cases
+
+EDGE_CASES = [
+    # (pattern, name, expected)
+    ("a[", "a[", True),  # unmatched "[" is a literal
+    ("a[bc", "a[bc", True),
+    ("a[bc", "ab", False),
+    ("[", "[", True),
+    ("[!", "[!", True),
+    ("[]", "[]", True),
+    ("[!]", "[!]", True),
+    ("[]]", "]", True),  # "]" first in a set is literal
+    ("[]]", "a", False),
+    ("[]a]", "a", True),
+    ("[!]]", "]", False),
+    ("[!]]", "a", True),
+    ("[!]a]", "b", True),
+    ("[a-z]", "m", True),
+    ("[a-z]", "M", False),
+    ("[a-z]", "-", False),
+    ("[z-a]", "z", False),  # reversed range: matches nothing
+    ("[z-a]", "a", False),
+    ("[z-a]", "m", False),
+    ("[z-a]", "-", False),
+    ("[!z-a]", "m", True),  # ... so its negation matches anything
+    ("[!z-a]", "\n", True),
+    ("[-a]", "-", True),  # "-" at the start is literal
+    ("[a-]", "-", True),  # "-" at the end is literal
+    ("[a-]", "a", True),
+    ("[a-]", "b", False),
+    ("[!-a]", "-", False),
+    ("[!-a]", "b", True),
+    ("[a-c-e]", "d", False),
+    ("[a-c-e]", "-", True),
+    ("[a-cx-z]", "y", True),
+    ("[b--]", "-", False),  # fnmatch drops the reversed range b..- and the "-" with it
+    ("[b--]", "b", False),
+    ("[--/]", ".", True),
+    ("[!]-a]", "_", False),
+    ("[!]-a]", "b", True),
+    ("[z-a!b]", "b", False),  # fnmatch quirk: removing z-a leaves "!b", a negated set
+    ("[z-a!b]", "c", True),
+    ("[z-a!]", "q", True),
+    ("[c-ba-x]", "m", True),
+    ("[\\]", "\\", True),
+    ("[\\-a]", "]", True),
+    ("[^a]", "^", True),
+    ("[^a]", "b", False),
+    ("[&&]", "&", True),
+    ("[a|b]", "|", True),
+    ("[.]", ".", True),
+    ("[.]", "a", False),
+    ("a*", "a.b/c\nd", True),  # "*" crosses ".", "/" and newlines
+    ("*c", "a.b/c\nc", True),
+    ("a?c", "a\nc", True),  # "?" takes any one character, newline included
+    ("a?c", "ac", False),
+    ("*", "", True),
+    ("**", "", True),
+    ("?", "", False),
+    ("*a*a*", "aa", True),
+    ("*a*a*", "a", False),
+    ("*ab*ab", "abxabab", True),
+    ("*ab*ab", "abxab", True),
+    ("*ab*ab", "abxa", False),
+    ("a*b*c", "abbbc", True),
+    ("a*b*c", "acb", False),
+    ("é*😀", "é-😀", True),
+    ("[é-ê]x", "êx", True),
+    ("[😀-😂]", "😁", True),
+    ("[😀-😂]", "😃", False),
+    ("*[!😀]", "😀", False),
+]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize(("pattern", "name", "expected"), EDGE_CASES)
+def test_fnmatch_edge_cases(impl: str, pattern: str, name: str, expected: bool) -> None:
+    assert fnmatchcase(name, pattern) is expected  # the table itself is right
+    index = load(impl).ChannelIndex()
+    index.add("s", pattern)
+    assert matches(index, name, pattern) is expected
+
+
+BRACKET_ALPHABET = "!]-az^\\.["
+SINGLE_CHARS = ["!", "]", "-", "a", "b", "m", "z", "^", "\\", ".", "[", "\n", "A", "~", ""]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_bracket_expressions_exhaustive(impl: str) -> None:
+    """Every bracket body of up to 4 characters over a nasty alphabet, on single characters."""
+    names = [*SINGLE_CHARS, "]]", "a]", "-]", "!a"]
+    for size in range(5):
+        for body in itertools.product(BRACKET_ALPHABET, repeat=size):
+            check_one(impl, "[" + "".join(body) + "]", names)
+            check_one(impl, "x[" + "".join(body) + "]*", ["x" + n + "yz" for n in names])
+
+
+# ------------------------------------------------------------------ random patterns against fnmatch
+
+PATTERN_CHARS = st.sampled_from([*"*?[]!-abc.", "*", "?", "[", "]", "a", "x", "\\", "\n", "é", "😀"])
+NAME_CHARS = st.sampled_from([*"abc.-]![x\\", "\n", "é", "😀"])
+patterns = st.text(PATTERN_CHARS, min_size=1, max_size=12)
+names = st.text(NAME_CHARS, max_size=14)
+
+
+@st.composite
+def near_names(draw: st.DrawFn, pattern: str) -> str:
+    """A name built from ``pattern`` (wildcards replaced at random): matches far more often than random text."""
+    out = []
+    for ch in pattern:
+        if ch == "*":
+            out.append(draw(st.text(NAME_CHARS, max_size=3)))
+        elif ch in "?[]!-":
+            out.append(draw(st.one_of(NAME_CHARS, st.just(ch))))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@settings(max_examples=400, deadline=None)
+@given(data=st.data(), pattern=patterns)
+def test_matching_against_fnmatch(impl: str, data: st.DataObject, pattern: str) -> None:
+    candidates = data.draw(st.lists(st.one_of(names, near_names(pattern)), min_size=1, max_size=12))
+    check_one(impl, pattern, [*candidates, pattern])
+
+
+# ------------------------------------------------------------------ random subscribe/unsubscribe against a model
+
+SUBSCRIBERS = st.sampled_from(["s0", "s1", "s2", 3])
+SHORT_CHARS = st.sampled_from([*"ab.", "a", "b", "*", "?", "[", "]", "!", "-"])
+channel_names = st.text(SHORT_CHARS, max_size=5)
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), SUBSCRIBERS, channel_names),
+        st.tuples(st.just("discard"), SUBSCRIBERS, channel_names),
+        st.tuples(st.just("publish"), st.none(), st.text(st.sampled_from("ab.]!-["), max_size=5)),
+    ),
+    max_size=40,
+)
+
+
+class Model:
+    """The obvious index: a set of (subscriber, name) pairs."""
+
+    def __init__(self) -> None:
+        self.pairs: set[tuple[Any, str]] = set()
+
+    def tables(self) -> tuple[dict[str, set[Any]], dict[str, set[Any]]]:
+        exact: dict[str, set[Any]] = {}
+        pattern: dict[str, set[Any]] = {}
+        for sub, name in self.pairs:
+            (pattern if model_is_pattern(name) else exact).setdefault(name, set()).add(sub)
+        return exact, pattern
+
+    def matching_patterns(self, channel: str) -> set[str]:
+        return {n for _, n in self.pairs if model_is_pattern(n) and fnmatchcase(channel, n)}
+
+    def subscribers(self, channel: str) -> set[Any]:
+        found = self.matching_patterns(channel)
+        return {s for s, n in self.pairs if n in found or (n == channel and not model_is_pattern(n))}
+
+
+def apply(index: Any, model: Model, op: str, sub: Any, name: str, impl: str) -> Any:
+    """Run one operation on ``index`` and ``model``; check it and return what the index said."""
+    if op == "add":
+        expected = (sub, name) not in model.pairs
+        model.pairs.add((sub, name))
+        result = index.add(sub, name)
+        assert result is expected
+    elif op == "discard":
+        expected = (sub, name) in model.pairs
+        model.pairs.discard((sub, name))
+        result = index.discard(sub, name)
+        assert result is expected
+    else:
+        found = index.matching_patterns(name)
+        assert isinstance(found, tuple)
+        assert len(set(found)) == len(found)
+        assert set(found) == model.matching_patterns(name)
+        if impl == "c":  # the compiled twin lists patterns in the order of ``patterns``
+            assert list(found) == [p for p in index.patterns if p in found]
+        subscribers = index.subscribers(name)
+        assert len(subscribers) == len(set(subscribers))
+        assert set(subscribers) == model.subscribers(name)
+        result = (sorted(found), sorted(map(str, subscribers)))
+    exact, pattern = model.tables()
+    assert index.channels == exact
+    assert index.patterns == pattern
+    return result
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@settings(max_examples=300, deadline=None)
+@given(ops=operations)
+def test_random_operations_against_model(impl: str, ops: list[tuple[str, Any, str]]) -> None:
+    index = load(impl).ChannelIndex()
+    model = Model()
+    for op, sub, name in ops:
+        apply(index, model, op, sub, name, impl)
+    # publish to every name seen and to every pattern as a literal channel
+    for _, _, name in ops:
+        apply(index, model, "publish", None, name, impl)
+
+
+if not NO_EXTENSIONS:
+
+    @settings(max_examples=300, deadline=None)
+    @given(ops=operations)
+    def test_twins_agree(ops: list[tuple[str, Any, str]]) -> None:
+        pure, compiled = load("py").ChannelIndex(), load("c").ChannelIndex()
+        pure_model, compiled_model = Model(), Model()
+        for op, sub, name in ops:
+            assert apply(pure, pure_model, op, sub, name, "py") == apply(compiled, compiled_model, op, sub, name, "c")
+            assert pure.channels == compiled.channels
+            assert pure.patterns == compiled.patterns
+
+
+# ------------------------------------------------------------------ module functions and API details
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@settings(max_examples=200, deadline=None)
+@given(name=st.text(PATTERN_CHARS, max_size=10))
+def test_is_pattern_and_literal_prefix(impl: str, name: str) -> None:
+    module = load(impl)
+    assert module.is_pattern(name) is model_is_pattern(name)
+    cut = next((i for i, ch in enumerate(name) if ch in WILDCARDS), len(name))
+    assert module.literal_prefix(name) == name[:cut]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_module_api(impl: str) -> None:
+    module = load(impl)
+    assert module.CACHE_SIZE == 4096
+    assert set(module.__all__) == {"CACHE_SIZE", "ChannelIndex", "is_pattern", "literal_prefix"}
+    assert module.is_pattern(["*"]) is True  # any iterable of characters, as the pure twin
+    assert module.literal_prefix(["a", "?"]) == ["a"]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_subscribers_return_values(impl: str) -> None:
+    index = load(impl).ChannelIndex()
+    assert index.subscribers("news") == ()
+    assert index.matching_patterns("news") == ()
+    index.add("a", "news")
+    assert index.subscribers("news") is index.channels["news"]  # no pattern at all: the internal set
+    index.add("b", "n*")
+    assert index.subscribers("nope") is index.patterns["n*"]  # one source only: its internal set
+    assert index.subscribers("other") == ()
+    assert set(index.subscribers("news")) == {"a", "b"}
+    index.add("a", "*s")
+    assert sorted(index.subscribers("news")) == ["a", "b"]  # each subscriber once
+    assert set(index.matching_patterns("news")) == {"n*", "*s"}
+    assert index.discard("a", "*s") is True
+    assert index.discard("a", "*s") is False
+    assert index.discard("zz", "news") is False
+    assert index.discard("a", "never") is False
+    assert index.matching_patterns("news") == ("n*",)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_cache_is_invalidated(impl: str) -> None:
+    index = load(impl).ChannelIndex()
+    for i in range(50):  # enough patterns on one prefix that results get cached
+        index.add("x", f"room.*.{i}[0-9]")
+    assert index.matching_patterns("room.a.b") == ()
+    index.add("late", "room.*")
+    assert index.matching_patterns("room.a.b") == ("room.*",)
+    assert set(index.subscribers("room.a.b")) == {"late"}
+    index.add("later", "room.a.b")  # exact subscriptions are live, never cached
+    assert set(index.subscribers("room.a.b")) == {"late", "later"}
+    index.add("more", "room.*")  # a new subscriber of a known pattern
+    assert set(index.subscribers("room.a.b")) == {"late", "later", "more"}
+    index.discard("late", "room.*")
+    index.discard("more", "room.*")
+    assert index.matching_patterns("room.a.b") == ()
+    assert set(index.subscribers("room.a.b")) == {"later"}
+    # far more distinct channels than the cache holds
+    for i in range(3 * 4096):
+        assert index.matching_patterns(f"room.{i}.{i % 10}{i % 7}") == (f"room.*.{i % 10}[0-9]",)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_many_patterns_share_prefixes_and_suffixes(impl: str) -> None:
+    index = load(impl).ChannelIndex()
+    pats = [f"user.{i}.*" for i in range(300)] + [f"*.alerts.{i}" for i in range(300)] + ["*", "user.*", "*.1"]
+    for p in pats:
+        index.add(p, p)
+    channels = ["user.12.x", "user.120", "svc.alerts.7", "user.1", "x.1", "", "user.299.alerts.1"]
+    for channel in channels:
+        expected = {p for p in pats if fnmatchcase(channel, p)}
+        assert set(index.matching_patterns(channel)) == expected
+        assert set(index.subscribers(channel)) == expected
+    for p in pats[::2]:  # unsubscribing prunes, and leaves the rest intact
+        assert index.discard(p, p)
+    for channel in channels:
+        assert set(index.matching_patterns(channel)) == {p for p in pats[1::2] if fnmatchcase(channel, p)}
+    for p in pats[1::2]:
+        assert index.discard(p, p)
+    assert index.patterns == {}
+    assert all(index.matching_patterns(c) == () for c in channels)
+
+
+class Room(str, enum.Enum):
+    LOBBY = "lobby"
+    ANY = "room.*"
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_str_subclasses(impl: str) -> None:
+    index = load(impl).ChannelIndex()
+    assert index.add("a", Room.LOBBY) is True
+    assert index.add("a", "lobby") is False
+    assert index.add("b", Room.ANY) is True
+    assert set(index.subscribers(Room.LOBBY)) == {"a"}
+    assert set(index.subscribers("room.1")) == {"b"}
+    assert index.discard("b", "room.*") is True
+    assert index.patterns == {}
