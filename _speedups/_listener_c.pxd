@@ -6,10 +6,11 @@ from picows.picows cimport WSFrame, WSListener, WSTransport
 cpdef reply(object conn, object call_id, object response, object error, bint is_stream, bint is_end)
 
 
-cdef class _CallDone:
+cdef class _Done:
     cdef ServerCore core
     cdef object conn
     cdef object call_id
+    cdef bint is_stream
 
 
 cdef class ServerCore:
@@ -21,6 +22,7 @@ cdef class ServerCore:
     cdef public Py_ssize_t running
     cdef public object waiting
     cdef public Py_ssize_t max_message_size
+    cdef public Py_ssize_t max_inflight
     cdef public bint queue_packets
     cdef public bint has_on_connect
     cdef public bint has_on_disconnect
@@ -30,7 +32,7 @@ cdef class ServerCore:
     cdef public dict stats
 
     cpdef call(self, object conn, object request)
-    cpdef call_done(self, object conn, object call_id, object task)
+    cpdef done(self, object conn, object call_id, bint is_stream, object task)
     cpdef receive(self, object conn, object packet)
 
 
@@ -48,5 +50,7 @@ cdef class ServerListener(WSListener):
     cpdef on_ws_connected(self, WSTransport transport)
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame)
     cpdef on_ws_disconnected(self, WSTransport transport)
+    cpdef pause_writing(self)
+    cpdef resume_writing(self)
     cpdef message(self, bytes payload)
     cpdef dispatch(self, bytes payload)

@@ -45,6 +45,7 @@ _INTERNAL = int(RPCErrorCode.INTERNAL_SERVER_ERROR)
 _RATE_LIMITED = int(RPCErrorCode.RATE_LIMIT_EXCEEDED)
 _APPLICATION = int(RPCErrorCode.APPLICATION_ERROR)
 _DENIED = int(RPCErrorCode.ACCESS_DENIED)
+_PAUSE_INFLIGHT = 2  # reading paused: too many RPCs of this connection in flight
 
 
 def _overrides(handler: WebSocketHandler[Any], name: str) -> bool:
@@ -67,18 +68,19 @@ def reply(
         conn._write(payload)
 
 
-class _CallDone:
-    """Done-callback of a plain RPC's task (a small object instead of a closure)."""
+class _Done:
+    """Done-callback of an RPC's task (a small object instead of a closure)."""
 
-    __slots__ = ("call_id", "conn", "core")
+    __slots__ = ("call_id", "conn", "core", "is_stream")
 
-    def __init__(self, core: ServerCore, conn: ClientConnection[Any], call_id: str) -> None:
+    def __init__(self, core: ServerCore, conn: ClientConnection[Any], call_id: str, is_stream: bool) -> None:
         self.core = core
         self.conn = conn
         self.call_id = call_id
+        self.is_stream = is_stream
 
     def __call__(self, task: asyncio.Task[Any]) -> None:
-        self.core.call_done(self.conn, self.call_id, task)
+        self.core.done(self.conn, self.call_id, self.is_stream, task)
 
 
 class ServerCore:
@@ -93,6 +95,7 @@ class ServerCore:
         self.running = 0
         self.waiting: deque[tuple[ClientConnection[Any], str, Any, bool]] = deque()
         self.max_message_size = server.max_message_size
+        self.max_inflight = server.max_inflight_rpcs
         self.queue_packets = type(self.handler).on_receive is DefaultWebSocketHandler.on_receive
         self.has_on_connect = _overrides(self.handler, "on_connect")
         self.has_on_disconnect = _overrides(self.handler, "on_disconnect")
@@ -162,6 +165,10 @@ class ServerCore:
             return
         if method.is_stream:
             conn._active_stream[call_id] = None  # type: ignore[assignment]  # queued, not started
+        inflight = conn._inflight + 1
+        object.__setattr__(conn, "_inflight", inflight)
+        if inflight == self.max_inflight:
+            conn._pause_reading(_PAUSE_INFLIGHT)
         if self.running < self.task_limit:
             self._start(conn, call_id, work, method.is_stream)
         else:
@@ -182,36 +189,41 @@ class ServerCore:
             task = self.loop.create_task(self._stream(conn, call_id, work))
             conn._active_stream[call_id] = task
             self.stream_tasks.add(task)
-            task.add_done_callback(self._stream_done)
         else:
             # The method's coroutine is the task itself: no wrapper frame, and a task
             # cancelled before it starts closes the coroutine cleanly.
             task = self.loop.create_task(work)
-            task.add_done_callback(_CallDone(self, conn, call_id))
             self.rpc_tasks.add(task)
+        task.add_done_callback(_Done(self, conn, call_id, is_stream))
 
-    def _stream_done(self, task: asyncio.Task[Any]) -> None:
-        self.stream_tasks.discard(task)
-        self._release(task)
+    def _finish(self, conn: ClientConnection[Any]) -> None:
+        """One RPC of ``conn`` is over (answered, or dropped with its connection)."""
+        inflight = conn._inflight - 1
+        object.__setattr__(conn, "_inflight", inflight)
+        if inflight == self.max_inflight // 2:
+            conn._resume_reading(_PAUSE_INFLIGHT)
 
-    def _release(self, task: asyncio.Task[Any]) -> None:
-        """A running RPC ended: start queued ones while below the limit."""
-        self.rpc_tasks.discard(task)
+    def done(self, conn: ClientConnection[Any], call_id: str, is_stream: bool, task: asyncio.Task[Any]) -> None:
+        """An RPC's task ended: answer a plain call, then start queued RPCs below the limit."""
         self.running -= 1
+        self._finish(conn)
+        if is_stream:
+            self.stream_tasks.discard(task)
+        else:
+            self.rpc_tasks.discard(task)
+            if not task.cancelled():
+                self._answer(conn, call_id, task)
         waiting = self.waiting
         while waiting and self.running < self.task_limit:
             conn, call_id, work, is_stream = waiting.popleft()
             if conn.connection_state is not _CONNECTED or (is_stream and call_id not in conn._active_stream):
                 if not is_stream:
                     work.close()
+                self._finish(conn)
                 continue
             self._start(conn, call_id, work, is_stream)
 
-    def call_done(self, conn: ClientConnection[Any], call_id: str, task: asyncio.Task[Any]) -> None:
-        """A plain RPC's task ended: send its result or error."""
-        self._release(task)
-        if task.cancelled():
-            return
+    def _answer(self, conn: ClientConnection[Any], call_id: str, task: asyncio.Task[Any]) -> None:
         exc = task.exception()
         if exc is None:
             reply(conn, call_id, task.result(), None, False, False)
@@ -285,6 +297,9 @@ class ServerCore:
             conn._protocol.send_close(WSCloseCode.TRY_AGAIN_LATER, b"Server is at maximum capacity.")
             conn._protocol.disconnect()
             return
+        object.__setattr__(conn, "_slow_policy", server.slow_consumer_policy)
+        object.__setattr__(conn, "_stats", self.stats)
+        conn._protocol.underlying_transport.set_write_buffer_limits(high=server.max_send_buffer)
         self.handler.clients.add(conn)
         self.stats["connections_opened"] += 1
         server._on_new_connection(conn)
@@ -374,6 +389,16 @@ class ServerListener(WSListener):  # type: ignore[misc]
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if self.conn is not None:
             self.core.disconnected(self, self.conn)
+
+    def pause_writing(self) -> None:
+        """The outgoing buffer went above ``max_send_buffer``."""
+        if self.conn is not None:
+            object.__setattr__(self.conn, "_send_blocked", True)
+
+    def resume_writing(self) -> None:
+        """The outgoing buffer drained below its low-water mark."""
+        if self.conn is not None:
+            object.__setattr__(self.conn, "_send_blocked", False)
 
     def _fail(self, transport: WSTransport, code: WSCloseCode, reason: bytes) -> None:
         self.fragments = None

@@ -27,6 +27,20 @@ _MISSING = object()
 _CLOSED = object()  # wakes recv() when the connection goes away
 _logger = logging.getLogger("webshocket.connection")
 _CUSTOM = int(PacketSource.CUSTOM)
+_PAUSE_QUEUE = 1  # reading paused: recv() queue full
+
+CLOSE_SLOW_CONSUMER = 4008
+"""Close code for a client whose outgoing buffer was above ``max_send_buffer`` when a packet was pushed."""
+SLOW_CONSUMER_GRACE = 2.0
+"""Seconds a slow consumer gets to read its close frame before the connection is aborted."""
+_NO_STATS: dict[str, int] = {"dropped": 0, "slow_consumer_disconnects": 0}
+
+
+def _abort(transport: WSTransport) -> None:
+    if not transport.is_disconnected:
+        transport.disconnect(False)
+
+
 _BINARY = WSMsgType.BINARY
 _CONTINUATION = WSMsgType.CONTINUATION
 
@@ -82,13 +96,17 @@ class ClientConnection(Generic[TState]):
         "_inbox",
         "_json",
         "_packet_queue",
+        "_dropped",
+        "_inflight",
         "_paused",
+        "_send_blocked",
+        "_slow_policy",
+        "_stats",
         "_protocol",
         "_rate_buckets",
         "_receiving",
         "_remote_address",
         "_subscribed_channels",
-        "_tasks",
         "client_type",
         "connection_state",
         "logger",
@@ -108,8 +126,12 @@ class ClientConnection(Generic[TState]):
         _packet_queue: asyncio.Queue[Any]
         _inbox: list[Packet[Any]]
         _receiving: bool
-        _paused: bool
-        _tasks: int
+        _paused: int
+        _inflight: int
+        _send_blocked: bool
+        _dropped: int
+        _slow_policy: str
+        _stats: dict[str, int]
         client_type: ClientType
         connection_state: ConnectionState
         session_state: dict[str, Any]
@@ -136,8 +158,12 @@ class ClientConnection(Generic[TState]):
         init(self, "_packet_queue", None)
         init(self, "_inbox", [])
         init(self, "_receiving", False)
-        init(self, "_paused", False)
-        init(self, "_tasks", 0)
+        init(self, "_paused", 0)  # bit set of reasons reading is paused
+        init(self, "_inflight", 0)  # RPCs of this connection running or queued
+        init(self, "_send_blocked", False)  # outgoing buffer above the cap
+        init(self, "_dropped", 0)  # pushed packets dropped (slow consumer, "drop" policy)
+        init(self, "_slow_policy", "disconnect")  # set by the server: "disconnect" or "drop"
+        init(self, "_stats", _NO_STATS)  # the server's counters
         init(self, "client_type", client_type)
         init(self, "connection_state", ConnectionState.CONNECTED)
         init(self, "session_state", {})
@@ -164,6 +190,11 @@ class ClientConnection(Generic[TState]):
         return set(self._subscribed_channels)
 
     @property
+    def dropped_packets(self) -> int:
+        """Pushed packets dropped because this client read too slowly (policy ``"drop"``)."""
+        return self._dropped
+
+    @property
     def is_connected(self) -> bool:
         """True until the connection is closed."""
         return self.connection_state is ConnectionState.CONNECTED
@@ -171,9 +202,46 @@ class ClientConnection(Generic[TState]):
     # ------------------------------------------------------------------ sending
 
     def _write(self, payload: bytes | bytearray, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
-        """Write an encoded packet (no-op once the connection is closed)."""
+        """Write an encoded packet (no-op once the connection is closed). RPC replies use this."""
         if self.connection_state is ConnectionState.CONNECTED:
             write_message(self._protocol, payload, chunk_size)
+
+    def _push(self, payload: bytes | bytearray, chunk_size: int = DEFAULT_CHUNK_SIZE) -> bool:
+        """Write a pushed packet (send, publish, broadcast), minding a slow consumer.
+
+        While the outgoing buffer is above the server's ``max_send_buffer`` the
+        packet is dropped and counted (policy ``"drop"``) or the connection is
+        closed with :data:`CLOSE_SLOW_CONSUMER` (policy ``"disconnect"``).
+        Returns True when the packet was written.
+        """
+        if self.connection_state is not ConnectionState.CONNECTED:
+            return False
+        if self._send_blocked:
+            if self._slow_policy == "drop":
+                object.__setattr__(self, "_dropped", self._dropped + 1)
+                self._stats["dropped"] += 1
+            else:
+                self._stats["slow_consumer_disconnects"] += 1
+                self.close(CLOSE_SLOW_CONSUMER, b"Slow consumer: outgoing buffer full")
+                # The close frame waits behind unread data: give the client a moment, then abort.
+                asyncio.get_running_loop().call_later(SLOW_CONSUMER_GRACE, _abort, self._protocol)
+            return False
+        write_message(self._protocol, payload, chunk_size)
+        return True
+
+    def _pause_reading(self, reason: int) -> None:
+        paused = self._paused
+        object.__setattr__(self, "_paused", paused | reason)
+        if not paused and self.connection_state is ConnectionState.CONNECTED:
+            self._protocol.underlying_transport.pause_reading()
+
+    def _resume_reading(self, reason: int) -> None:
+        paused = self._paused
+        if not paused & reason:
+            return
+        object.__setattr__(self, "_paused", paused & ~reason)
+        if paused == reason and self.connection_state is ConnectionState.CONNECTED:
+            self._protocol.underlying_transport.resume_reading()
 
     def send(self, data: Any, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
         """Send ``data`` to this client as a CUSTOM packet (or send a :class:`Packet` as is).
@@ -187,7 +255,7 @@ class ClientConnection(Generic[TState]):
             payload = encode_packet(data, self._json)
         else:
             payload = encode_push(_CUSTOM, data, None, self._json)
-        write_message(self._protocol, payload, chunk_size)
+        self._push(payload, chunk_size)
 
     # ------------------------------------------------------------------ receiving
 
@@ -202,9 +270,8 @@ class ClientConnection(Generic[TState]):
         """Queue a packet for :meth:`recv`; pause reading while the queue is full."""
         queue = self._queue()
         queue.put_nowait(packet)
-        if not self._paused and queue.qsize() >= self.packet_qsize and packet is not _CLOSED:
-            object.__setattr__(self, "_paused", True)
-            self._protocol.underlying_transport.pause_reading()
+        if queue.qsize() >= self.packet_qsize and packet is not _CLOSED:
+            self._pause_reading(_PAUSE_QUEUE)
 
     async def recv(self, timeout: float | None = 30.0) -> Packet[Any]:
         """Next packet from this client (when the handler queues them: ``DefaultWebSocketHandler``).
@@ -226,10 +293,8 @@ class ClientConnection(Generic[TState]):
         if packet is _CLOSED:
             queue.put_nowait(_CLOSED)  # keep waking later callers
             raise ConnectionClosedError("Connection closed.")
-        if self._paused and queue.qsize() <= self.packet_qsize // 2:
-            object.__setattr__(self, "_paused", False)
-            if self.connection_state is ConnectionState.CONNECTED:
-                self._protocol.underlying_transport.resume_reading()
+        if self._paused & _PAUSE_QUEUE and queue.qsize() <= self.packet_qsize // 2:
+            self._resume_reading(_PAUSE_QUEUE)
         return packet  # type: ignore[no-any-return]
 
     async def __aiter__(self) -> AsyncIterator[Packet[Any]]:

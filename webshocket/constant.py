@@ -8,3 +8,9 @@ DEFAULT_WEBSHOCKET_SUBPROTOCOL = "webshocket.v1"
 
 DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
 """Largest message (after reassembly) the server accepts; above it, close 1009."""
+
+DEFAULT_MAX_SEND_BUFFER = 1024 * 1024
+"""Outgoing bytes buffered per connection above which pushes count as going to a slow consumer."""
+
+DEFAULT_MAX_INFLIGHT_RPCS = 256
+"""RPCs of one connection running or queued before the server stops reading from it."""

@@ -202,7 +202,7 @@ def _fan_out(
             else:
                 payload = encode_push(source, data, channel, as_json)
             encoded[as_json] = payload
-        client._write(payload)
+        client._push(payload)
 
 
 def _as_set(exclude: Iterable[Any] | None) -> Collection[Any]:

@@ -18,7 +18,12 @@ from picows import (
 
 from ._ext import load
 from .connection import ClientConnection
-from .constant import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_WEBSHOCKET_SUBPROTOCOL
+from .constant import (
+    DEFAULT_MAX_INFLIGHT_RPCS,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_SEND_BUFFER,
+    DEFAULT_WEBSHOCKET_SUBPROTOCOL,
+)
 from .enum import ClientType, ServerState
 from .exceptions import WebSocketError
 from .handler import DefaultWebSocketHandler, WebSocketHandler
@@ -54,6 +59,11 @@ class WebSocketServer(Generic[H]):
         rpc_task_limit: RPCs running at once in this server; more are queued.
         max_subscribed_channels: channels and patterns per connection (0 or None: no limit).
         max_message_size: largest message accepted; above it the connection is closed with 1009.
+        max_send_buffer: outgoing bytes buffered per connection before it counts as a slow consumer.
+        slow_consumer_policy: what a push to a slow consumer does: ``"disconnect"`` (close with
+            4008) or ``"drop"`` (skip the packet and count it). RPC replies are never dropped.
+        max_inflight_rpcs: RPCs of one connection running or queued; at this many, reading
+            from that connection pauses until half of them are done.
 
     Attributes other than these are looked up on the handler, so ``server.publish``,
     ``server.broadcast`` and ``server.register_rpc_method`` work.
@@ -71,11 +81,20 @@ class WebSocketServer(Generic[H]):
         rpc_task_limit: int = 1024,
         max_subscribed_channels: int | None = 5,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
+        slow_consumer_policy: str = "disconnect",
+        max_inflight_rpcs: int = DEFAULT_MAX_INFLIGHT_RPCS,
     ) -> None:
         if rpc_task_limit < 1:
             raise ValueError("rpc_task_limit must be at least 1")
         if max_message_size < 1:
             raise ValueError("max_message_size must be positive")
+        if max_send_buffer < 1:
+            raise ValueError("max_send_buffer must be positive")
+        if slow_consumer_policy not in ("disconnect", "drop"):
+            raise ValueError('slow_consumer_policy must be "disconnect" or "drop"')
+        if max_inflight_rpcs < 2:
+            raise ValueError("max_inflight_rpcs must be at least 2")
         self.logger = logging.getLogger("webshocket.server")
         self.state = ServerState.CLOSED
         self.host = host
@@ -84,6 +103,9 @@ class WebSocketServer(Generic[H]):
         self.ssl_context = ssl_context
         self.max_connection = max_connection
         self.max_message_size = max_message_size
+        self.max_send_buffer = max_send_buffer
+        self.slow_consumer_policy = slow_consumer_policy
+        self.max_inflight_rpcs = max_inflight_rpcs
         self._packet_qsize = packet_qsize
         self._rpc_task_limit = rpc_task_limit
         self._max_subscribed_channels = max_subscribed_channels
@@ -91,7 +113,16 @@ class WebSocketServer(Generic[H]):
         self._core: Any = None
         self._accept_queue: asyncio.Queue[ClientConnection[Any]] | None = None
         self.stats: dict[str, int] = dict.fromkeys(
-            ("connections_opened", "connections_closed", "rpc_calls", "rpc_errors", "rate_limited"), 0
+            (
+                "connections_opened",
+                "connections_closed",
+                "rpc_calls",
+                "rpc_errors",
+                "rate_limited",
+                "dropped",
+                "slow_consumer_disconnects",
+            ),
+            0,
         )
 
     # ------------------------------------------------------------------ properties
