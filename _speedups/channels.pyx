@@ -2,15 +2,19 @@
 """Compiled channel index (twin of ``webshocket/_channels_py.py``).
 
 Exact channels live in a dict. Each pattern is compiled into a small token
-program (literal, ``?``, ``*``, character set) read exactly as
-``fnmatch.translate`` reads it, and matched by a native glob matcher over the
-channel's code points. Patterns are filed in one of two tries: by their literal
-prefix, or, when that is shorter than their literal suffix, by the reversed
-suffix. A publish walks both tries along the channel name, so it only ever
-tests patterns whose literal prefix (or suffix) the channel has: its cost does
-not grow with the number of patterns that cannot match. Results that took more
-than a few pattern tests are kept in a bounded cache (channel -> matching
-patterns) that is cleared whenever the set of patterns changes.
+program (literal, ``?``, ``*``, character set), reading it exactly as
+``fnmatch.translate`` does, and is matched by a native glob matcher over the
+channel's code points (no regex).
+
+Patterns are filed in one of two radix tries: by their literal prefix, or by
+their literal suffix (reversed) -- whichever key has fewer patterns filed on it
+already, else the longer one; patterns with neither sit at the prefix root. A
+publish walks both tries along the channel name (forwards, and backwards from
+its end), so it only ever tests patterns whose whole literal prefix (or suffix)
+the channel has: the cost does not grow with the number of patterns that cannot
+match. Results that took more than a few pattern tests are kept in a bounded
+cache (channel -> matching patterns), cleared whenever the set of patterns
+changes.
 
 ``matching_patterns`` returns patterns in the order of ``ChannelIndex.patterns``.
 """
@@ -18,17 +22,19 @@ patterns) that is cleared whenever the set of patterns changes.
 cimport cython
 from cpython.dict cimport PyDict_GetItemWithError
 from cpython.object cimport PyObject
-from cpython.ref cimport Py_INCREF
+from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_Check, PyUnicode_DATA, PyUnicode_FromObject, PyUnicode_GET_LENGTH, PyUnicode_KIND
-from libc.stdlib cimport free, malloc, qsort, realloc
-from libc.string cimport memmove
+from libc.stdlib cimport calloc, free, malloc, qsort, realloc
+from libc.string cimport memcmp, memcpy, memmove, memset
 
 import re
 
 cdef extern from "Python.h":
     # the macro only reads the buffer: no GIL needed
     Py_UCS4 PyUnicode_READ(int kind, const void* data, Py_ssize_t index) nogil
+    ctypedef unsigned char Py_UCS1
+    enum: PyUnicode_1BYTE_KIND
 
 __all__ = ["CACHE_SIZE", "ChannelIndex", "is_pattern", "literal_prefix"]
 
@@ -39,6 +45,8 @@ cdef enum:
     _CACHE_SIZE = 4096
     # a cache miss that tested fewer patterns than this is cheaper to redo than to cache
     _CACHE_MIN_TESTS = 4
+    # nodes with more children than this get a 128-entry table of children by ASCII key
+    _TABLE_MIN_KIDS = 4
 
 cdef enum:
     T_LIT = 0
@@ -265,7 +273,7 @@ cdef class _Pattern:
             while k < self.g.ntoks and self.g.toks[self.g.ntoks - 1 - k].kind == T_LIT:
                 k += 1
             self.g.trail = k
-        self.g.by_suffix = self.g.trail > self.g.lead
+        self.g.by_suffix = False  # the index decides where to file it
 
     def __dealloc__(self):
         free(self.g.toks)
@@ -352,7 +360,11 @@ cdef int _by_seq(const void* a, const void* b) noexcept nogil:
     return (x > y) - (x < y)
 
 
-# ---------------------------------------------------------------- tries
+# ---------------------------------------------------------------- radix tries
+# A node is reached from its parent by one key character (``keys``/``kids``, kept
+# sorted) followed by the node's ``label``: a chain of single-child nodes is one
+# node, so walking a long shared prefix is a run of character compares, not a
+# chain of pointer loads. Globs hang on the node where their key ends.
 
 cdef inline Py_ssize_t _find(const Node* node, Py_UCS4 c) noexcept nogil:
     """Index of the first child key >= c."""
@@ -372,30 +384,77 @@ cdef inline Py_ssize_t _find(const Node* node, Py_UCS4 c) noexcept nogil:
 
 
 cdef inline Node* _child(const Node* node, Py_UCS4 c) noexcept nogil:
-    cdef Py_ssize_t i = _find(node, c)
+    cdef Py_ssize_t i
+    if c < 128 and node.table is not NULL:  # a wide node: its table follows it in memory, one read
+        return (<Node**>(node + 1))[c]
+    i = _find(node, c)
     if i < node.nkids and node.keys[i] == c:
         return node.kids[i]
     return NULL
 
 
-cdef Node* _new_node() except NULL:
-    cdef Node* node = <Node*>malloc(sizeof(Node))
+cdef void _reindex(Node* node) noexcept nogil:
+    """Rebuild the ASCII table of a wide node (narrow ones have none)."""
+    cdef Py_ssize_t i
+    if node.table is NULL:
+        return
+    memset(node.table, 0, 128 * sizeof(Node*))
+    for i in range(node.nkids):  # keys are sorted: the ASCII ones come first
+        if node.keys[i] >= 128:
+            break
+        node.table[node.keys[i]] = node.kids[i]
+
+
+cdef Node* _widen(Node* node) noexcept nogil:
+    """A wide copy of ``node`` (its 128-entry table right after it), replacing it; NULL if out of memory."""
+    cdef Node* wide = <Node*>malloc(sizeof(Node) + 128 * sizeof(Node*))
+    if wide is NULL:
+        return NULL  # the narrow node stays, and still works
+    memcpy(wide, node, sizeof(Node))
+    wide.table = <Node**>(wide + 1)
+    _reindex(wide)
+    free(node)  # its arrays now belong to ``wide``
+    return wide
+
+
+cdef inline void _set_kid(Node* node, Py_ssize_t i, Node* kid) noexcept:
+    """Replace child ``i`` (same key) by ``kid``."""
+    node.kids[i] = kid
+    if node.table is not NULL and node.keys[i] < 128:
+        node.table[node.keys[i]] = kid
+
+
+cdef Node* _new_node(const Py_UCS4* label, Py_ssize_t nlabel) except NULL:
+    cdef Node* node = <Node*>calloc(1, sizeof(Node))
     if node is NULL:
         raise MemoryError()
-    node.keys = NULL
-    node.kids = NULL
-    node.nkids = node.kcap = 0
-    node.globs = NULL
-    node.nglobs = node.gcap = 0
+    if nlabel:
+        node.label = <Py_UCS4*>malloc(nlabel * sizeof(Py_UCS4))
+        if node.label is NULL:
+            free(node)
+            raise MemoryError()
+        memcpy(node.label, label, nlabel * sizeof(Py_UCS4))
+        node.nlabel = nlabel
     return node
 
 
-cdef Node* _child_or_new(Node* node, Py_UCS4 c) except NULL:
+cdef void _node_free(Node* node) noexcept nogil:
+    free(node.label)
+    free(node.keys)
+    free(node.kids)
+    free(node.globs)
+    free(node)  # a wide node's table is part of it
+
+
+cdef Node* _add_kid(Node* node, Py_UCS4 c, Node* kid) except NULL:
+    """File ``kid`` under key ``c`` (which ``node`` must not have yet).
+
+    Returns ``node``, or the wide node that replaces it: the caller relinks it then.
+    """
     cdef Py_ssize_t i = _find(node, c), cap
     cdef Py_UCS4* keys
     cdef Node** kids
-    if i < node.nkids and node.keys[i] == c:
-        return node.kids[i]
+    cdef Node* wide
     if node.nkids == node.kcap:
         cap = node.kcap * 2 if node.kcap else 2
         keys = <Py_UCS4*>realloc(node.keys, cap * sizeof(Py_UCS4))
@@ -407,86 +466,177 @@ cdef Node* _child_or_new(Node* node, Py_UCS4 c) except NULL:
             raise MemoryError()
         node.kids = kids
         node.kcap = cap
-    cdef Node* child = _new_node()
     memmove(&node.keys[i + 1], &node.keys[i], (node.nkids - i) * sizeof(Py_UCS4))
     memmove(&node.kids[i + 1], &node.kids[i], (node.nkids - i) * sizeof(Node*))
     node.keys[i] = c
-    node.kids[i] = child
+    node.kids[i] = kid
     node.nkids += 1
-    return child
+    if node.table is not NULL:
+        _reindex(node)
+    elif node.nkids > _TABLE_MIN_KIDS:
+        wide = _widen(node)
+        if wide is not NULL:
+            return wide
+    return node
 
 
-cdef inline Py_UCS4 _key_char(const Glob* g, Py_ssize_t depth) noexcept nogil:
-    """Character ``depth`` of the trie key of ``g`` (its prefix, or its suffix read backwards)."""
-    if g.by_suffix:
-        return g.toks[g.ntoks - 1 - depth].ch
-    return g.toks[depth].ch
+cdef void _drop_kid(Node* node, Py_ssize_t i) noexcept:
+    """Unfile child ``i`` (not freed). A wide node stays wide."""
+    node.nkids -= 1
+    memmove(&node.keys[i], &node.keys[i + 1], (node.nkids - i) * sizeof(Py_UCS4))
+    memmove(&node.kids[i], &node.kids[i + 1], (node.nkids - i) * sizeof(Node*))
+    _reindex(node)
 
 
-cdef int _trie_insert(Node* root, Glob* g) except -1:
-    cdef Py_ssize_t depth, keylen = g.trail if g.by_suffix else g.lead
-    cdef Node* node = root
+cdef Py_UCS4* _glob_key(const Glob* g, bint by_suffix, Py_ssize_t* size) except NULL:
+    """A trie key of ``g`` (a new array): its literal prefix, or its literal suffix reversed."""
+    cdef Py_ssize_t k, n = g.trail if by_suffix else g.lead
+    cdef Py_UCS4* key = <Py_UCS4*>malloc((n + 1) * sizeof(Py_UCS4))
+    if key is NULL:
+        raise MemoryError()
+    for k in range(n):
+        key[k] = g.toks[g.ntoks - 1 - k].ch if by_suffix else g.toks[k].ch
+    size[0] = n
+    return key
+
+
+cdef Py_ssize_t _anchor_load(const Node* node, const Glob* g, bint by_suffix) except -1:
+    """How many globs are filed where ``g`` would be, under its prefix (or suffix) key."""
+    cdef Py_ssize_t size, d = 0, i
+    cdef Py_UCS4* key = _glob_key(g, by_suffix, &size)
+    try:
+        while d < size:
+            i = _find(node, key[d])
+            if i >= node.nkids or node.keys[i] != key[d]:
+                return 0
+            node = node.kids[i]
+            d += 1
+            if d + node.nlabel > size or memcmp(node.label, key + d, node.nlabel * sizeof(Py_UCS4)) != 0:
+                return 0
+            d += node.nlabel
+        return node.nglobs
+    finally:
+        free(key)
+
+
+cdef int _trie_insert(Node** root, Glob* g) except -1:
+    cdef Py_ssize_t size, d = 0, i, j, cap, slot = -1
+    cdef Py_UCS4* key = _glob_key(g, g.by_suffix, &size)
+    cdef Node* node = root[0]
+    cdef Node* parent = NULL
+    cdef Node* kid
+    cdef Node* mid
+    cdef Node* grown
     cdef Glob** globs
-    for depth in range(keylen):
-        node = _child_or_new(node, _key_char(g, depth))
-    if node.nglobs == node.gcap:
-        cap = node.gcap * 2 if node.gcap else 2
-        globs = <Glob**>realloc(node.globs, cap * sizeof(Glob*))
-        if globs is NULL:
-            raise MemoryError()
-        node.globs = globs
-        node.gcap = cap
-    node.globs[node.nglobs] = g
-    node.nglobs += 1
+    cdef Py_UCS4 c
+    try:
+        while d < size:
+            c = key[d]
+            i = _find(node, c)
+            if i >= node.nkids or node.keys[i] != c:  # new branch: one leaf takes the rest of the key
+                kid = _new_node(key + d + 1, size - d - 1)
+                grown = _add_kid(node, c, kid)
+                if grown is NULL:
+                    _node_free(kid)
+                    return -1
+                if grown != node:  # widened: relink it
+                    if parent is NULL:
+                        root[0] = grown
+                    else:
+                        _set_kid(parent, slot, grown)
+                node = kid
+                break
+            kid = node.kids[i]
+            d += 1
+            j = 0
+            while j < kid.nlabel and d + j < size and kid.label[j] == key[d + j]:
+                j += 1
+            if j < kid.nlabel:  # the key leaves the label at j: split the edge there
+                mid = _new_node(kid.label, j)
+                if _add_kid(mid, kid.label[j], kid) is NULL:  # (one child: never widened)
+                    _node_free(mid)
+                    return -1
+                memmove(kid.label, kid.label + j + 1, (kid.nlabel - j - 1) * sizeof(Py_UCS4))
+                kid.nlabel -= j + 1
+                _set_kid(node, i, mid)  # same key character, same slot
+                kid = mid
+            parent = node
+            slot = i
+            node = kid
+            d += j
+        if node.nglobs == node.gcap:
+            cap = node.gcap * 2 if node.gcap else 2
+            globs = <Glob**>realloc(node.globs, cap * sizeof(Glob*))
+            if globs is NULL:
+                raise MemoryError()
+            node.globs = globs
+            node.gcap = cap
+        node.globs[node.nglobs] = g
+        node.nglobs += 1
+    finally:
+        free(key)
     return 0
 
 
-cdef void _node_free(Node* node) noexcept nogil:
-    free(node.keys)
-    free(node.kids)
-    free(node.globs)
-    free(node)
-
-
 cdef int _trie_remove(Node* root, Glob* g) except -1:
-    cdef Py_ssize_t depth, i, keylen = g.trail if g.by_suffix else g.lead
-    cdef Node** path = <Node**>malloc((keylen + 1) * sizeof(Node*))
+    cdef Py_ssize_t size, d = 0, depth = 0, i, j
+    cdef Py_UCS4* key = _glob_key(g, g.by_suffix, &size)
+    cdef Node** path = NULL
+    cdef Py_ssize_t* slots = NULL
     cdef Node* node = root
-    cdef Node* parent
-    if path is NULL:
-        raise MemoryError()
-    path[0] = root
-    depth = 0
-    while depth < keylen:
-        node = _child(node, _key_char(g, depth))
-        if node is NULL:  # not filed: nothing to do
-            free(path)
-            return 0
-        depth += 1
-        path[depth] = node
-    for i in range(node.nglobs):
-        if node.globs[i] == g:
-            node.nglobs -= 1
-            node.globs[i] = node.globs[node.nglobs]
-            break
-    if node.nglobs == 0:
-        free(node.globs)
-        node.globs = NULL
-        node.gcap = 0
-    # drop the nodes this leaves empty, deepest first (never the root)
-    depth = keylen
-    while depth > 0:
-        node = path[depth]
-        if node.nkids or node.nglobs:
-            break
-        parent = path[depth - 1]
-        i = _find(parent, _key_char(g, depth - 1))
-        memmove(&parent.keys[i], &parent.keys[i + 1], (parent.nkids - i - 1) * sizeof(Py_UCS4))
-        memmove(&parent.kids[i], &parent.kids[i + 1], (parent.nkids - i - 1) * sizeof(Node*))
-        parent.nkids -= 1
-        _node_free(node)
-        depth -= 1
-    free(path)
+    cdef Node* kid
+    cdef Py_UCS4* label
+    try:
+        path = <Node**>malloc((size + 1) * sizeof(Node*))
+        slots = <Py_ssize_t*>malloc((size + 1) * sizeof(Py_ssize_t))
+        if path is NULL or slots is NULL:
+            raise MemoryError()
+        while d < size:
+            i = _find(node, key[d])
+            if i >= node.nkids or node.keys[i] != key[d]:
+                return 0  # not filed
+            kid = node.kids[i]
+            d += 1
+            if d + kid.nlabel > size or memcmp(kid.label, key + d, kid.nlabel * sizeof(Py_UCS4)) != 0:
+                return 0
+            path[depth] = node
+            slots[depth] = i
+            depth += 1
+            node = kid
+            d += kid.nlabel
+        for i in range(node.nglobs):
+            if node.globs[i] == g:
+                node.nglobs -= 1
+                node.globs[i] = node.globs[node.nglobs]
+                break
+        if node.nglobs == 0:
+            free(node.globs)
+            node.globs = NULL
+            node.gcap = 0
+        # drop the nodes this leaves empty, deepest first (never the root)
+        while depth > 0 and node.nglobs == 0 and node.nkids == 0:
+            depth -= 1
+            _drop_kid(path[depth], slots[depth])
+            _node_free(node)
+            node = path[depth]
+        # a node left with one child and no globs merges into that child
+        if depth > 0 and node.nglobs == 0 and node.nkids == 1:
+            kid = node.kids[0]
+            label = <Py_UCS4*>malloc((node.nlabel + 1 + kid.nlabel) * sizeof(Py_UCS4))
+            if label is not NULL:  # else keep the unmerged (still correct) node
+                memcpy(label, node.label, node.nlabel * sizeof(Py_UCS4))
+                label[node.nlabel] = node.keys[0]
+                memcpy(label + node.nlabel + 1, kid.label, kid.nlabel * sizeof(Py_UCS4))
+                free(kid.label)
+                kid.label = label
+                kid.nlabel += node.nlabel + 1
+                _set_kid(path[depth - 1], slots[depth - 1], kid)
+                node.nkids = 0
+                _node_free(node)
+    finally:
+        free(key)
+        free(path)
+        free(slots)
     return 0
 
 
@@ -520,10 +670,84 @@ cdef void _trie_free(Node* root) noexcept nogil:
     free(stack)
 
 
+cdef inline Py_ssize_t _walk(const Node* node, bint backwards, int kind, const void* data, Py_ssize_t n,
+                      Glob** hits, Py_ssize_t nhits, Py_ssize_t* tests) noexcept nogil:
+    """Walk one trie along the channel (backwards for the suffix trie), appending the globs that match to hits.
+
+    ``hits`` has room for every filed glob. Returns the new number of hits.
+    """
+    cdef Py_ssize_t pos = 0, j, k, m
+    cdef const Py_UCS4* label
+    cdef Glob* g
+    while True:
+        for k in range(node.nglobs):
+            g = node.globs[k]
+            tests[0] += 1
+            if _glob_match(g, kind, <void*>data, n):
+                hits[nhits] = g
+                nhits += 1
+        if pos >= n:
+            return nhits
+        node = _child(node, PyUnicode_READ(kind, data, n - 1 - pos if backwards else pos))
+        if node is NULL:
+            return nhits
+        pos += 1
+        m = node.nlabel
+        if m:
+            if pos + m > n:
+                return nhits
+            label = node.label
+            if backwards:
+                for j in range(m):
+                    if PyUnicode_READ(kind, data, n - 1 - pos - j) != label[j]:
+                        return nhits
+            else:
+                for j in range(m):
+                    if PyUnicode_READ(kind, data, pos + j) != label[j]:
+                        return nhits
+            pos += m
+
+
+cdef inline Py_ssize_t _walk1(const Node* node, bint backwards, const Py_UCS1* s, Py_ssize_t n,
+                       Glob** hits, Py_ssize_t nhits, Py_ssize_t* tests) noexcept nogil:
+    """_walk for a 1-byte-per-character channel (the usual case): no per-character kind dispatch."""
+    cdef Py_ssize_t pos = 0, j, k, m
+    cdef const Py_UCS4* label
+    cdef Glob* g
+    while True:
+        for k in range(node.nglobs):
+            g = node.globs[k]
+            tests[0] += 1
+            if _glob_match(g, PyUnicode_1BYTE_KIND, <void*>s, n):
+                hits[nhits] = g
+                nhits += 1
+        if pos >= n:
+            return nhits
+        node = _child(node, s[n - 1 - pos] if backwards else s[pos])
+        if node is NULL:
+            return nhits
+        pos += 1
+        m = node.nlabel
+        if m:
+            if pos + m > n:
+                return nhits
+            label = node.label
+            if backwards:
+                for j in range(m):
+                    if s[n - 1 - pos - j] != label[j]:
+                        return nhits
+            else:
+                for j in range(m):
+                    if s[pos + j] != label[j]:
+                        return nhits
+            pos += m
+
+
 # ---------------------------------------------------------------- the index
 
 @cython.auto_pickle(False)
 @cython.no_gc_clear
+@cython.final
 cdef class ChannelIndex:
     """Which subscribers each channel has, for exact names and glob patterns.
 
@@ -536,8 +760,8 @@ cdef class ChannelIndex:
         self.patterns = {}
         self._compiled = {}
         self._cache = {}
-        self._prefix = _new_node()
-        self._suffix = _new_node()
+        self._prefix = _new_node(NULL, 0)
+        self._suffix = _new_node(NULL, 0)
         self._seq = 0
         self._hits = NULL
         self._hcap = 0
@@ -627,14 +851,12 @@ cdef class ChannelIndex:
 
     cdef tuple _match(self, str channel):
         cdef PyObject* cached
-        cdef Py_ssize_t n, pos, k, nhits = 0, tests = 0, cap
+        cdef Py_ssize_t n, k, nhits, tests = 0
         cdef int kind
         cdef void* data
-        cdef Node* node
-        cdef Glob* g
-        cdef Glob** grown
         cdef tuple result
-        cdef object pattern
+        cdef PyObject* local[16]
+        cdef PyObject** refs
         if self._cache:
             cached = PyDict_GetItemWithError(self._cache, channel)
             if cached is not NULL:
@@ -642,60 +864,38 @@ cdef class ChannelIndex:
         n = PyUnicode_GET_LENGTH(channel)
         kind = PyUnicode_KIND(channel)
         data = PyUnicode_DATA(channel)
-        # patterns filed by literal prefix: walk the channel forwards
-        node = self._prefix
-        pos = 0
-        while True:
-            for k in range(node.nglobs):
-                g = node.globs[k]
-                tests += 1
-                if _glob_match(g, kind, data, n):
-                    if nhits == self._hcap:
-                        cap = self._hcap * 2 if self._hcap else 16
-                        grown = <Glob**>realloc(self._hits, cap * sizeof(Glob*))
-                        if grown is NULL:
-                            raise MemoryError()
-                        self._hits = grown
-                        self._hcap = cap
-                    self._hits[nhits] = g
-                    nhits += 1
-            if pos >= n:
-                break
-            node = _child(node, PyUnicode_READ(kind, data, pos))
-            if node is NULL:
-                break
-            pos += 1
-        # patterns filed by literal suffix: walk it backwards (the root holds none)
-        node = self._suffix
-        pos = n
-        while pos > 0:
-            pos -= 1
-            node = _child(node, PyUnicode_READ(kind, data, pos))
-            if node is NULL:
-                break
-            for k in range(node.nglobs):
-                g = node.globs[k]
-                tests += 1
-                if _glob_match(g, kind, data, n):
-                    if nhits == self._hcap:
-                        cap = self._hcap * 2 if self._hcap else 16
-                        grown = <Glob**>realloc(self._hits, cap * sizeof(Glob*))
-                        if grown is NULL:
-                            raise MemoryError()
-                        self._hits = grown
-                        self._hcap = cap
-                    self._hits[nhits] = g
-                    nhits += 1
+        if kind == PyUnicode_1BYTE_KIND:
+            nhits = _walk1(self._prefix, False, <const Py_UCS1*>data, n, self._hits, 0, &tests)
+            nhits = _walk1(self._suffix, True, <const Py_UCS1*>data, n, self._hits, nhits, &tests)
+        else:
+            nhits = _walk(self._prefix, False, kind, data, n, self._hits, 0, &tests)
+            nhits = _walk(self._suffix, True, kind, data, n, self._hits, nhits, &tests)
         if nhits == 0:
             result = ()
         else:
             if nhits > 1:
                 qsort(self._hits, nhits, sizeof(Glob*), _by_seq)
-            result = PyTuple_New(nhits)
+            # Own the pattern names before allocating the tuple: that may run the garbage
+            # collector, whose finalizers could call back into this index (reusing _hits,
+            # or unsubscribing a pattern and freeing its Glob).
+            refs = &local[0] if nhits <= 16 else <PyObject**>malloc(nhits * sizeof(PyObject*))
+            if refs is NULL:
+                raise MemoryError()
             for k in range(nhits):
-                pattern = <object>self._hits[k].pattern
-                Py_INCREF(pattern)
-                PyTuple_SET_ITEM(result, k, pattern)
+                refs[k] = <PyObject*>self._hits[k].pattern
+                Py_INCREF(<object>refs[k])
+            try:
+                result = PyTuple_New(nhits)
+            except BaseException:
+                for k in range(nhits):
+                    Py_DECREF(<object>refs[k])
+                if refs != &local[0]:
+                    free(refs)
+                raise
+            for k in range(nhits):
+                PyTuple_SET_ITEM(result, k, <object>refs[k])  # takes over our reference
+            if refs != &local[0]:
+                free(refs)
         if nhits or tests >= _CACHE_MIN_TESTS:
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.clear()
@@ -704,8 +904,28 @@ cdef class ChannelIndex:
 
     cdef int _add_pattern(self, str pattern) except -1:
         cdef _Pattern compiled = _Pattern(pattern, self._seq)
+        cdef Glob* g = &compiled.g
+        cdef Py_ssize_t on_prefix, on_suffix, cap
+        cdef Glob** grown
+        if self._hcap <= len(self._compiled):  # room for every pattern to match at once
+            cap = 2 * self._hcap if self._hcap else 16
+            grown = <Glob**>realloc(self._hits, cap * sizeof(Glob*))
+            if grown is NULL:
+                raise MemoryError()
+            self._hits = grown
+            self._hcap = cap
         self._seq += 1
-        _trie_insert(self._suffix if compiled.g.by_suffix else self._prefix, &compiled.g)
+        # File it by literal prefix or by literal suffix: where fewer patterns already wait
+        # to be tested (so 10,000 "news.*.<i>" go by their distinct suffixes), else by the longer.
+        if g.trail == 0:
+            g.by_suffix = False
+        elif g.lead == 0:
+            g.by_suffix = True
+        else:
+            on_prefix = _anchor_load(self._prefix, g, False)
+            on_suffix = _anchor_load(self._suffix, g, True)
+            g.by_suffix = on_suffix < on_prefix or (on_suffix == on_prefix and g.trail > g.lead)
+        _trie_insert(&self._suffix if compiled.g.by_suffix else &self._prefix, &compiled.g)
         self._compiled[pattern] = compiled
         self._cache.clear()
         return 0

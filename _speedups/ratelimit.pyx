@@ -23,6 +23,7 @@ cdef double monotonic_now() noexcept nogil:
 
 @cython.auto_pickle(False)
 @cython.freelist(64)
+@cython.final
 cdef class TokenBucket:
     """``limit`` tokens, refilled continuously at ``limit / period`` tokens per second.
 

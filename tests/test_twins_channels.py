@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import enum
 import fnmatch
+import gc
 import importlib
 import itertools
 import os
 import warnings
+import weakref
 from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
@@ -285,6 +287,84 @@ if not NO_EXTENSIONS:
             assert apply(pure, pure_model, op, sub, name, "py") == apply(compiled, compiled_model, op, sub, name, "c")
             assert pure.channels == compiled.channels
             assert pure.patterns == compiled.patterns
+
+
+# long names sharing prefixes and suffixes: the tries split, prune and merge their nodes
+SEGMENTS = st.sampled_from(["user.", "us", "u", "er.", "1", "12", "*", "?", "[12]", ".x", "x", ".", "[!x]"])
+long_names = st.lists(SEGMENTS, max_size=6).map("".join)
+long_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), SUBSCRIBERS, long_names),
+        st.tuples(st.just("discard"), SUBSCRIBERS, long_names),
+        st.tuples(st.just("publish"), st.none(), long_names.map(lambda n: n.replace("*", "1").replace("?", "x"))),
+    ),
+    max_size=60,
+)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@settings(max_examples=300, deadline=None)
+@given(ops=long_operations)
+def test_long_shared_names_against_model(impl: str, ops: list[tuple[str, Any, str]]) -> None:
+    index = load(impl).ChannelIndex()
+    model = Model()
+    for op, sub, name in ops:
+        apply(index, model, op, sub, name, impl)
+    for _, _, name in ops:
+        apply(index, model, "publish", None, name.replace("[12]", "2").replace("*", "").replace("?", "1"), impl)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_subscriber_cycles_are_collected(impl: str) -> None:
+    class Connection:
+        index: Any = None
+
+    index = load(impl).ChannelIndex()
+    conn = Connection()
+    conn.index = index
+    index.add(conn, "room.*")
+    index.add(conn, "room.1")
+    ref = weakref.ref(conn)
+    del conn, index
+    gc.collect()
+    assert ref() is None
+
+
+# The compiled twin only: the pure twin's matching_patterns iterates a dict that a reentrant
+# (un)subscribe may resize ("RuntimeError: dictionary keys changed during iteration").
+if not NO_EXTENSIONS:
+
+    def test_reentrant_calls_from_the_garbage_collector() -> None:
+        """Finalizers may call back into the index while it builds a result: no stale state may leak out."""
+        index = load("c").ChannelIndex()
+        pats = [f"room.{i}*" for i in range(40)] + ["room.*", "*.1"]
+        for pattern in pats:
+            index.add("s", pattern)
+        calls = 0
+
+        def callback(phase: str, info: dict[str, int]) -> None:
+            nonlocal calls
+            if phase != "start" or calls > 3000:
+                return
+            calls += 1
+            index.subscribers("zzz.1")  # reuses any scratch state
+            index.discard("s", "room.*")  # frees a compiled pattern ...
+            index.add("s", "room.*")  # ... and compiles it again
+
+        threshold = gc.get_threshold()
+        gc.callbacks.append(callback)
+        gc.set_threshold(1)
+        try:
+            for i in range(300):
+                found = index.matching_patterns(f"room.{i % 50}.1")
+                assert set(found) <= set(pats) and all(isinstance(p, str) for p in found)
+        finally:
+            gc.set_threshold(*threshold)
+            gc.callbacks.remove(callback)
+        assert calls > 0
+        for i in range(50):
+            channel = f"room.{i}.1"
+            assert set(index.matching_patterns(channel)) == {p for p in pats if fnmatchcase(channel, p)}
 
 
 # ------------------------------------------------------------------ module functions and API details

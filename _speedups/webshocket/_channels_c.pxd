@@ -2,6 +2,9 @@
 # Cython finds a module's .pxd by its full name: this file is webshocket/_channels_c.pxd under the include
 # path (setup.py passes include_path=[_speedups]). Other Cython modules: ``from webshocket._channels_c cimport ChannelIndex``.
 
+cimport cython
+
+
 cdef struct Tok:
     # one glob token: T_LIT (ch), T_ANY, T_STAR or T_SET (ranges[2*off : 2*(off+n)], negate)
     int kind
@@ -20,13 +23,16 @@ cdef struct Glob:
     Py_ssize_t lead         # leading literal tokens (the literal prefix)
     Py_ssize_t trail        # trailing literal tokens (0 when every token is literal)
     bint has_star
-    bint by_suffix          # filed in the suffix trie (by its literal suffix) rather than the prefix trie
+    bint by_suffix          # filed in the suffix trie (by its literal suffix) rather than the prefix trie (set by the index)
     Py_ssize_t seq          # creation order: results come in the order of ChannelIndex.patterns
     void* pattern           # the pattern str (borrowed from the owning _Pattern)
 
 
 cdef struct Node:
-    # trie node: children sorted by key, and the globs whose literal key ends here
+    # radix trie node: reached from its parent by one key character then ``label``;
+    # children sorted by key; the globs whose key ends here
+    Py_UCS4* label
+    Py_ssize_t nlabel
     Py_UCS4* keys
     Node** kids
     Py_ssize_t nkids
@@ -34,13 +40,16 @@ cdef struct Node:
     Glob** globs
     Py_ssize_t nglobs
     Py_ssize_t gcap
+    Node** table            # NULL, or (wide nodes) the 128 entries right after the node: ASCII key -> child
 
 
+@cython.final
 cdef class _Pattern:
     cdef Glob g
     cdef readonly object pattern   # the name as subscribed (a str, or a str subclass)
 
 
+@cython.final
 cdef class ChannelIndex:
     cdef readonly dict channels
     cdef readonly dict patterns
@@ -49,7 +58,7 @@ cdef class ChannelIndex:
     cdef Node* _prefix
     cdef Node* _suffix
     cdef Py_ssize_t _seq
-    cdef Glob** _hits
+    cdef Glob** _hits           # scratch for one match: room for every pattern
     cdef Py_ssize_t _hcap
 
     cpdef bint add(self, object subscriber, object name) except -1

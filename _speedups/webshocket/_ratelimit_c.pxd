@@ -3,9 +3,13 @@
 # path (setup.py passes include_path=[_speedups]). Other Cython modules:
 # ``from webshocket._ratelimit_c cimport TokenBucket`` and call ``bucket.take_now()`` / ``bucket.take(now)``.
 
+cimport cython
+
+
 cdef double monotonic_now() noexcept nogil
 
 
+@cython.final
 cdef class TokenBucket:
     cdef readonly object limit
     cdef readonly double period
