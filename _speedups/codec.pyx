@@ -34,6 +34,7 @@ from webshocket.enum import PacketSource, RPCErrorCode
 from webshocket.utils import generate_uuid
 
 __all__ = [
+    "INVALID_REQUEST",
     "Packet",
     "RPCRequest",
     "RPCResponse",
@@ -42,7 +43,12 @@ __all__ = [
     "encode_push",
     "encode_request",
     "encode_response",
+    "salvage_call_id",
 ]
+
+# Error path only: shared with the pure twin.
+INVALID_REQUEST = _codec_py.INVALID_REQUEST
+salvage_call_id = _codec_py.salvage_call_id
 
 
 cdef extern from "Python.h":

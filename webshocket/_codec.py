@@ -17,6 +17,8 @@ encode_packet = _impl.encode_packet
 encode_push = _impl.encode_push
 encode_response = _impl.encode_response
 encode_request = _impl.encode_request
+salvage_call_id = _impl.salvage_call_id
+INVALID_REQUEST: str = _impl.INVALID_REQUEST
 
 __all__ = [
     "Packet",

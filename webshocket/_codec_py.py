@@ -24,6 +24,7 @@ from .enum import PacketSource, RPCErrorCode
 from .utils import generate_uuid
 
 __all__ = [
+    "INVALID_REQUEST",
     "Packet",
     "RPCRequest",
     "RPCResponse",
@@ -32,6 +33,7 @@ __all__ = [
     "encode_push",
     "encode_request",
     "encode_response",
+    "salvage_call_id",
 ]
 
 # --------------------------------------------------------------------------- packet objects
@@ -512,3 +514,27 @@ def decode_packet(raw: bytes, as_json: bool) -> Packet[Any]:
         msgpack.StackError,
     ):
         return Packet(_UNKNOWN, raw)
+
+
+INVALID_REQUEST = (
+    "Invalid RPC request: 'method' must be a string, 'args' a list, "
+    "'kwargs' a map with string keys and 'call_id' a string."
+)
+
+
+def salvage_call_id(raw: bytes, as_json: bool) -> str | None:
+    """The ``call_id`` of a message that is not a valid packet but is shaped like an RPC request.
+
+    Lets the server answer malformed requests with an error instead of silence.
+    """
+    try:
+        obj = json.loads(raw) if as_json else msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    except Exception:
+        return None
+    if type(obj) is not dict:
+        return None
+    rpc = obj.get("rpc")
+    if type(rpc) is not dict or rpc.get("type", "request") != "request":
+        return None
+    call_id = rpc.get("call_id")
+    return call_id if type(call_id) is str else None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
-from ._codec import decode_packet, encode_response
+from ._codec import INVALID_REQUEST, decode_packet, encode_response, salvage_call_id
 from .connection import _CLOSED, ClientConnection
 from .enum import ClientType, ConnectionState, PacketSource, RPCErrorCode
 from .exceptions import RPCError
@@ -32,6 +32,7 @@ __all__ = ["ServerCore", "ServerListener"]
 
 _logger = logging.getLogger("webshocket.server")
 _RPC = PacketSource.RPC
+_UNKNOWN = PacketSource.UNKNOWN
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
 _CONTINUATION = WSMsgType.CONTINUATION
@@ -475,8 +476,14 @@ class ServerListener(WSListener):  # type: ignore[misc]
         rpc = packet.rpc
         if packet.source is _RPC and type(rpc) is RPCRequest:
             self.core.call(conn, rpc)
-        else:
-            self.core.receive(conn, packet)
+            return
+        if packet.data is payload and packet.source is _UNKNOWN:  # not a valid packet
+            call_id = salvage_call_id(payload, conn._json)
+            if call_id is not None:  # a malformed RPC request: answer it
+                reply(conn, call_id, INVALID_REQUEST, _INVALID_PARAMS, False, True)
+                return
+            _logger.debug("Invalid packet from %s (%d bytes)", conn.remote_address, len(payload))
+        self.core.receive(conn, packet)
 
 
 def _valid_utf8(payload: bytes) -> bool:
