@@ -88,7 +88,7 @@ class ChannelIndex:
             return cached
         found: list[str] = []
         size = len(channel)
-        for length in self._lengths:
+        for length in tuple(self._lengths):
             if length > size:
                 continue
             bucket = self._by_prefix.get(channel[:length])
