@@ -33,6 +33,7 @@ cdef class ServerCore:
 
     cpdef call(self, object conn, object request)
     cpdef done(self, object conn, object call_id, bint is_stream, object task)
+    cdef _failed(self, object conn, object call_id, object exc)
     cpdef receive(self, object conn, object packet)
 
 

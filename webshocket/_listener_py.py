@@ -164,6 +164,17 @@ class ServerCore:
                 method.is_stream,
             )
             return
+        if method.inline:  # no await in its body: finishes now, no task needed
+            try:
+                work.send(None)
+            except StopIteration as stop:
+                reply(conn, call_id, stop.value, None, False, False)
+            except Exception as exc:
+                self._failed(conn, call_id, exc)
+            else:  # pragma: no cover - cannot happen without an await
+                work.close()
+                self._failed(conn, call_id, RuntimeError("coroutine suspended"))
+            return
         if method.is_stream:
             conn._active_stream[call_id] = None  # type: ignore[assignment]  # queued, not started
         inflight = conn._inflight + 1
@@ -228,7 +239,12 @@ class ServerCore:
         exc = task.exception()
         if exc is None:
             reply(conn, call_id, task.result(), None, False, False)
-        elif isinstance(exc, RPCError):
+        else:
+            self._failed(conn, call_id, exc)
+
+    def _failed(self, conn: ClientConnection[Any], call_id: str, exc: BaseException) -> None:
+        """A plain RPC raised ``exc``: answer with the matching error."""
+        if isinstance(exc, RPCError):
             self.stats["rpc_errors"] += 1
             reply(conn, call_id, str(exc), _APPLICATION, False, False)
         else:

@@ -12,6 +12,7 @@ from .connection import channel_names
 from .enum import ConnectionState, PacketSource
 from .exceptions import PacketError
 from .packets import Packet
+from .rpc import never_suspends
 from .typing import RPC_Function, RPC_Predicate, RPCMethod, SessionState
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ def _rpc_method_of(func: Any) -> RPCMethod:
         rate_limit=getattr(func, "_rate_limit", None),
         restricted=getattr(func, "_restricted", None),
         is_stream=getattr(func, "_is_stream", False),
+        inline=never_suspends(func),
     )
 
 

@@ -7,6 +7,7 @@ attributes on the function, so they stack in either order and add no call overhe
 
 from __future__ import annotations
 
+import dis
 import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -26,6 +27,24 @@ def _check_async(func: Callable[..., Any]) -> bool:
     if inspect.iscoroutinefunction(func):
         return False
     raise TypeError(f"RPC method '{getattr(func, '__name__', func)}' must be an async function.")
+
+
+_SUSPENDING_OPS = frozenset(
+    {"GET_AWAITABLE", "GET_AITER", "GET_ANEXT", "BEFORE_ASYNC_WITH", "SEND", "YIELD_VALUE", "YIELD_FROM"}
+)
+
+
+def never_suspends(func: Callable[..., Any]) -> bool:
+    """True for a coroutine function whose body has no ``await``, ``async with`` or ``async for``.
+
+    Such a coroutine always finishes in its first step, so the server runs it
+    inline instead of creating an ``asyncio.Task`` for it (``asyncio.current_task()``
+    is then None inside it).
+    """
+    code = getattr(getattr(func, "__func__", func), "__code__", None)
+    if code is None or not inspect.iscoroutinefunction(func):
+        return False
+    return not any(instruction.opname in _SUSPENDING_OPS for instruction in dis.get_instructions(code))
 
 
 def rpc_method(alias_name: str | None = None, requires: RPC_Predicate | None = None) -> Callable[[F], F]:

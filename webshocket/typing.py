@@ -45,6 +45,8 @@ class RPCMethod:
     rate_limit: RateLimitConfig | None = None
     restricted: RPC_Predicate | None = None
     is_stream: bool = False
+    inline: bool = False
+    """Never suspends (no ``await``): run in place, without an ``asyncio.Task``."""
 
     def __repr__(self) -> str:
         name = getattr(self.func, "__name__", repr(self.func))
