@@ -89,7 +89,36 @@ def _to_builtin(obj):
     return _py_to_builtin(obj)
 
 
-cdef object _json_bytes = _codec_py.make_json_encoder(_to_builtin)
+cpdef bint has_odd_float(object obj) except -1:
+    """Compiled :func:`webshocket._codec_py.has_odd_float`."""
+    cdef type t = type(obj)
+    cdef double magnitude
+    cdef Py_ssize_t pos = 0
+    cdef PyObject* key
+    cdef PyObject* value
+    if t is float:
+        magnitude = PyFloat_AS_DOUBLE(obj)
+        if magnitude < 0:
+            magnitude = -magnitude
+        return not ((1e-4 <= magnitude and magnitude < 1e16) or magnitude == 0.0)
+    if t is str or t is int or obj is None or t is bool:
+        return False
+    if t is dict:
+        while PyDict_Next(obj, &pos, &key, &value):
+            if has_odd_float(<object>key) or has_odd_float(<object>value):
+                return True
+        return False
+    if t is list or t is tuple:
+        for item in obj:
+            if has_odd_float(item):
+                return True
+        return False
+    if isinstance(obj, float):
+        return has_odd_float(float(obj))
+    return False
+
+
+cdef object _json_bytes = _codec_py.make_json_encoder(_to_builtin, has_odd_float)
 
 
 cdef dict rpc_map(object rpc):

@@ -291,8 +291,13 @@ class _OddFloat(Exception):
     """A converted value holds a float the fast JSON encoder would write differently."""
 
 
-def make_json_encoder(to_builtin: Callable[[Any], Any]) -> Callable[[Any], bytes]:
-    """A JSON writer (to UTF-8 bytes) with ``to_builtin`` for the types JSON lacks."""
+def make_json_encoder(
+    to_builtin: Callable[[Any], Any], odd_float: Callable[[Any], bool] = has_odd_float
+) -> Callable[[Any], bytes]:
+    """A JSON writer (to UTF-8 bytes) with ``to_builtin`` for the types JSON lacks.
+
+    ``odd_float`` is :func:`has_odd_float` or a faster equivalent.
+    """
 
     def default(obj: Any) -> Any:
         if isinstance(obj, (bytes, bytearray, memoryview)):
@@ -301,7 +306,7 @@ def make_json_encoder(to_builtin: Callable[[Any], Any]) -> Callable[[Any], bytes
 
     def checked_default(obj: Any) -> Any:
         value = default(obj)
-        if has_odd_float(value):
+        if odd_float(value):
             raise _OddFloat
         return value
 
@@ -314,7 +319,7 @@ def make_json_encoder(to_builtin: Callable[[Any], Any]) -> Callable[[Any], bytes
         return "".join(iterencode(obj, 0))
 
     def encode(obj: Any) -> bytes:
-        if not has_odd_float(obj):
+        if not odd_float(obj):
             try:
                 return fast(obj).encode("utf-8", "surrogatepass")
             except _OddFloat:
