@@ -43,6 +43,7 @@ __all__ = [
     "encode_push",
     "encode_request",
     "encode_response",
+    "frame",
     "salvage_call_id",
 ]
 
@@ -1199,3 +1200,54 @@ cpdef object decode_packet(bytes raw, bint as_json):
         return read_packet(&r)
     except (_Invalid, ValueError, TypeError, RecursionError):
         return new_packet(_UNKNOWN, raw, None, None, None, None)
+
+
+
+# =========================================================================== frames
+
+DEF FRAME_SIZE = 65536
+
+
+cdef inline Py_ssize_t put_header(char* out, uint8_t first, Py_ssize_t size) noexcept:
+    cdef uint16_t v16
+    cdef uint64_t v64
+    out[0] = <char>first
+    if size < 126:
+        out[1] = <char>size
+        return 2
+    if size < 0x10000:
+        out[1] = <char>126
+        v16 = ws_be16(<uint16_t>size)
+        memcpy(out + 2, &v16, 2)
+        return 4
+    out[1] = <char>127
+    v64 = ws_be64(<uint64_t>size)
+    memcpy(out + 2, &v64, 8)
+    return 10
+
+
+cpdef bytes frame(bytes payload):
+    """One binary message as server frames (unmasked): a single frame, or 64 KiB fragments."""
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(payload)
+    cdef const char* src = PyBytes_AS_STRING(payload)
+    cdef Py_ssize_t frames = 1 if size <= FRAME_SIZE else (size + FRAME_SIZE - 1) // FRAME_SIZE
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, size + 10 * frames)
+    cdef char* dst = PyBytes_AS_STRING(out)
+    cdef Py_ssize_t pos = 0, offset = 0, chunk
+    cdef uint8_t first
+    if frames == 1:
+        pos = put_header(dst, 0x82, size)
+        memcpy(dst + pos, src, size)
+        return out[: pos + size] if pos != 10 else out
+    while offset < size:
+        chunk = size - offset
+        if chunk > FRAME_SIZE:
+            chunk = FRAME_SIZE
+        first = 0x02 if offset == 0 else 0x00
+        if offset + chunk >= size:
+            first |= 0x80
+        pos += put_header(dst + pos, first, chunk)
+        memcpy(dst + pos, src + offset, chunk)
+        pos += chunk
+        offset += chunk
+    return out[:pos]

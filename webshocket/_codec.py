@@ -18,6 +18,7 @@ encode_push = _impl.encode_push
 encode_response = _impl.encode_response
 encode_request = _impl.encode_request
 salvage_call_id = _impl.salvage_call_id
+frame = _impl.frame
 INVALID_REQUEST: str = _impl.INVALID_REQUEST
 
 __all__ = [

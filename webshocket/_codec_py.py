@@ -33,6 +33,7 @@ __all__ = [
     "encode_push",
     "encode_request",
     "encode_response",
+    "frame",
     "salvage_call_id",
 ]
 
@@ -543,3 +544,31 @@ def salvage_call_id(raw: bytes, as_json: bool) -> str | None:
         return None
     call_id = rpc.get("call_id")
     return call_id if type(call_id) is str else None
+
+
+FRAME_SIZE = 64 * 1024
+"""Largest frame payload the server writes; longer messages are fragmented."""
+
+
+def _header(opcode_byte: int, size: int) -> bytes:
+    if size < 126:
+        return bytes((opcode_byte, size))
+    if size < 0x10000:
+        return bytes((opcode_byte, 126)) + size.to_bytes(2, "big")
+    return bytes((opcode_byte, 127)) + size.to_bytes(8, "big")
+
+
+def frame(payload: bytes) -> bytes:
+    """One binary message as server frames (unmasked): a single frame, or 64 KiB fragments."""
+    size = len(payload)
+    if size <= FRAME_SIZE:
+        return _header(0x82, size) + payload
+    parts = []
+    view = memoryview(payload)
+    for offset in range(0, size, FRAME_SIZE):
+        chunk = view[offset : offset + FRAME_SIZE]
+        last = offset + FRAME_SIZE >= size
+        opcode = 0x02 if offset == 0 else 0x00
+        parts.append(_header(opcode | (0x80 if last else 0), len(chunk)))
+        parts.append(chunk)
+    return b"".join(parts)

@@ -104,6 +104,25 @@ class ServerCore:
         self.rpc_tasks: set[asyncio.Task[Any]] = set()  # plain RPCs running
         self.stream_tasks: set[asyncio.Task[Any]] = set()  # streaming RPCs running
         self.stats = server.stats
+        self.dirty_conns: list[ClientConnection[Any]] = []
+        self.flush_scheduled = False
+
+    # ------------------------------------------------------------------ write coalescing
+
+    def dirty(self, conn: ClientConnection[Any]) -> None:
+        """``conn`` queued frames: write them all once this loop iteration's work is done."""
+        self.dirty_conns.append(conn)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write every connection's queued frames, one write per connection."""
+        self.flush_scheduled = False
+        conns = self.dirty_conns
+        self.dirty_conns = []
+        for conn in conns:
+            conn._flush()
 
     # ------------------------------------------------------------------ dispatch
 
@@ -316,6 +335,8 @@ class ServerCore:
             return
         object.__setattr__(conn, "_slow_policy", server.slow_consumer_policy)
         object.__setattr__(conn, "_stats", self.stats)
+        object.__setattr__(conn, "_flusher", self)
+        object.__setattr__(conn, "_max_out", server.max_send_buffer)
         conn._protocol.underlying_transport.set_write_buffer_limits(high=server.max_send_buffer)
         self.handler.clients.add(conn)
         self.stats["connections_opened"] += 1
@@ -467,6 +488,7 @@ class ServerListener(WSListener):  # type: ignore[misc]
             if frame.payload_size == 0:
                 code = WSCloseCode.OK
             if self.conn is not None:
+                self.conn._flush()  # replies already queued go before our close frame
                 object.__setattr__(self.conn, "connection_state", _CLOSED_STATE)
             if not transport.is_close_frame_sent:
                 transport.send_close(code, frame.get_close_message())

@@ -10,8 +10,8 @@ from uuid import UUID, uuid4
 
 from picows import WSCloseCode, WSMsgType, WSTransport
 
-from ._codec import encode_packet, encode_push
-from .constant import DEFAULT_CHUNK_SIZE
+from ._codec import encode_packet, encode_push, frame
+from .constant import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_SEND_BUFFER
 from .enum import ClientType, ConnectionState, PacketSource
 from .exceptions import ConnectionClosedError, ReceiveTimeoutError, SubscriptionLimitError
 from .packets import Packet
@@ -93,10 +93,14 @@ class ClientConnection(Generic[TState]):
         "__weakref__",
         "_active_stream",
         "_dropped",
+        "_flusher",
         "_handler",
         "_inbox",
         "_inflight",
         "_json",
+        "_max_out",
+        "_out",
+        "_out_size",
         "_packet_queue",
         "_paused",
         "_protocol",
@@ -131,6 +135,10 @@ class ClientConnection(Generic[TState]):
         _send_blocked: bool
         _dropped: int
         _slow_policy: str
+        _flusher: Any
+        _out: list[bytes] | None
+        _out_size: int
+        _max_out: int
         _stats: dict[str, int]
         client_type: ClientType
         connection_state: ConnectionState
@@ -164,6 +172,10 @@ class ClientConnection(Generic[TState]):
         init(self, "_dropped", 0)  # pushed packets dropped (slow consumer, "drop" policy)
         init(self, "_slow_policy", "disconnect")  # set by the server: "disconnect" or "drop"
         init(self, "_stats", _NO_STATS)  # the server's counters
+        init(self, "_flusher", None)  # the server's write coalescer (None: write at once)
+        init(self, "_out", None)  # frames waiting for the end of this loop iteration
+        init(self, "_out_size", 0)
+        init(self, "_max_out", DEFAULT_MAX_SEND_BUFFER)
         init(self, "client_type", client_type)
         init(self, "connection_state", ConnectionState.CONNECTED)
         init(self, "session_state", {})
@@ -201,32 +213,77 @@ class ClientConnection(Generic[TState]):
 
     # ------------------------------------------------------------------ sending
 
-    def _write(self, payload: bytes | bytearray, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
-        """Write an encoded packet (no-op once the connection is closed). RPC replies use this."""
+    def _write(self, payload: bytes, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+        """Send an encoded packet (no-op once the connection is closed). RPC replies use this."""
         if self.connection_state is ConnectionState.CONNECTED:
-            write_message(self._protocol, payload, chunk_size)
+            if chunk_size == DEFAULT_CHUNK_SIZE:
+                self._send_frames(frame(payload))
+            else:
+                self._flush()
+                write_message(self._protocol, payload, chunk_size)
 
-    def _push(self, payload: bytes | bytearray, chunk_size: int = DEFAULT_CHUNK_SIZE) -> bool:
-        """Write a pushed packet (send, publish, broadcast), minding a slow consumer.
+    def _send_frames(self, frames: bytes) -> None:
+        """Queue ready-made frames; all frames of one loop iteration leave in one write."""
+        out = self._out
+        if out is None:
+            flusher = self._flusher
+            if flusher is None:
+                self._protocol.underlying_transport.write(frames)
+                return
+            object.__setattr__(self, "_out", [frames])
+            object.__setattr__(self, "_out_size", len(frames))
+            flusher.dirty(self)
+        else:
+            out.append(frames)
+            object.__setattr__(self, "_out_size", self._out_size + len(frames))
+
+    def _flush(self) -> None:
+        """Write the queued frames now (called by the server at the end of the loop iteration)."""
+        out = self._out
+        if out is not None:
+            object.__setattr__(self, "_out", None)
+            transport = self._protocol
+            if not transport.is_close_frame_sent and not transport.is_disconnected:
+                if len(out) == 1:
+                    transport.underlying_transport.write(out[0])
+                else:
+                    transport.underlying_transport.writelines(out)
+
+    def _push(self, payload: bytes, chunk_size: int = DEFAULT_CHUNK_SIZE) -> bool:
+        """Send an encoded pushed packet (``send``); see :meth:`_push_frames`."""
+        if chunk_size != DEFAULT_CHUNK_SIZE:
+            if self.connection_state is not ConnectionState.CONNECTED or self._slow(payload):
+                return False
+            self._flush()
+            write_message(self._protocol, payload, chunk_size)
+            return True
+        return self._push_frames(frame(payload))
+
+    def _push_frames(self, frames: bytes) -> bool:
+        """Send a pushed packet's frames (send, publish, broadcast), minding a slow consumer.
 
         While the outgoing buffer is above the server's ``max_send_buffer`` the
         packet is dropped and counted (policy ``"drop"``) or the connection is
         closed with :data:`CLOSE_SLOW_CONSUMER` (policy ``"disconnect"``).
-        Returns True when the packet was written.
+        Returns True when the packet was sent.
         """
-        if self.connection_state is not ConnectionState.CONNECTED:
+        if self.connection_state is not ConnectionState.CONNECTED or self._slow(frames):
             return False
-        if self._send_blocked:
-            if self._slow_policy == "drop":
-                object.__setattr__(self, "_dropped", self._dropped + 1)
-                self._stats["dropped"] += 1
-            else:
-                self._stats["slow_consumer_disconnects"] += 1
-                self.close(CLOSE_SLOW_CONSUMER, b"Slow consumer: outgoing buffer full")
-                # The close frame waits behind unread data: give the client a moment, then abort.
-                asyncio.get_running_loop().call_later(SLOW_CONSUMER_GRACE, _abort, self._protocol)
+        self._send_frames(frames)
+        return True
+
+    def _slow(self, frames: bytes) -> bool:
+        """Apply the slow-consumer policy when the outgoing buffer is full; True if it was."""
+        if not self._send_blocked and (self._out is None or self._out_size + len(frames) <= self._max_out):
             return False
-        write_message(self._protocol, payload, chunk_size)
+        if self._slow_policy == "drop":
+            object.__setattr__(self, "_dropped", self._dropped + 1)
+            self._stats["dropped"] += 1
+        else:
+            self._stats["slow_consumer_disconnects"] += 1
+            self.close(CLOSE_SLOW_CONSUMER, b"Slow consumer: outgoing buffer full")
+            # The close frame waits behind unread data: give the client a moment, then abort.
+            asyncio.get_running_loop().call_later(SLOW_CONSUMER_GRACE, _abort, self._protocol)
         return True
 
     def _pause_reading(self, reason: int) -> None:
@@ -337,6 +394,7 @@ class ClientConnection(Generic[TState]):
         """Close the connection with ``code`` (default 1000)."""
         if self.connection_state is not ConnectionState.CONNECTED:
             return
+        self._flush()
         object.__setattr__(self, "connection_state", ConnectionState.CLOSED)
         transport = self._protocol
         if isinstance(reason, str):

@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._codec import encode_packet, encode_push
+from ._codec import encode_packet, encode_push, frame
 from .channels import ChannelIndex
 from .connection import channel_names
 from .enum import ConnectionState, PacketSource
@@ -188,8 +188,8 @@ def _fan_out(
     excluded: Collection[ClientConnection[Any]],
     predicate: RPC_Predicate | None,
 ) -> None:
-    """Write one packet to each recipient, encoded once per dialect (msgpack, JSON)."""
-    encoded: list[bytes | None] = [None, None]
+    """Send one packet to each recipient: encoded and framed once per dialect (msgpack, JSON)."""
+    frames: list[bytes | None] = [None, None]  # built once per dialect: msgpack, JSON
     # A predicate may (un)subscribe clients: iterate over a snapshot then.
     for client in tuple(recipients) if predicate is not None else recipients:
         if excluded and client in excluded:
@@ -197,14 +197,14 @@ def _fan_out(
         if predicate is not None and not predicate(client):
             continue
         as_json = client._json
-        payload = encoded[as_json]
-        if payload is None:
+        ready = frames[as_json]
+        if ready is None:
             if packet is not None:
-                payload = encode_packet(packet, as_json)
+                ready = frame(encode_packet(packet, as_json))
             else:
-                payload = encode_push(source, data, channel, as_json)
-            encoded[as_json] = payload
-        client._push(payload)
+                ready = frame(encode_push(source, data, channel, as_json))
+            frames[as_json] = ready
+        client._push_frames(ready)
 
 
 def _as_set(exclude: Iterable[Any] | None) -> Collection[Any]:
