@@ -37,6 +37,7 @@ _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
 _CONTINUATION = WSMsgType.CONTINUATION
 _CLOSE = WSMsgType.CLOSE
+_PING = WSMsgType.PING
 _CONNECTED = ConnectionState.CONNECTED
 _CLOSED_STATE = ConnectionState.CLOSED
 
@@ -483,6 +484,8 @@ class ServerListener(WSListener):  # type: ignore[misc]
                     self._fail(transport, WSCloseCode.INVALID_TEXT, b"Invalid UTF-8 in a text message")
                     return
                 self.message(payload)
+        elif msg_type is _PING:  # answered here (not by picows) so that its reserved bits were checked
+            transport.send_pong(frame.get_payload_as_bytes())
         elif msg_type is _CLOSE:
             code = frame.get_close_code()
             if frame.payload_size == 0:
@@ -502,6 +505,8 @@ class ServerListener(WSListener):  # type: ignore[misc]
 
     def message(self, payload: bytes) -> None:
         """One complete message arrived."""
+        if self.conn is None or self.conn.connection_state is not _CONNECTED:
+            return  # closing: nothing after a close frame is processed
         if not self.ready:
             self.pending.append(payload)
             return

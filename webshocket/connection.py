@@ -28,6 +28,7 @@ _CLOSED = object()  # wakes recv() when the connection goes away
 _logger = logging.getLogger("webshocket.connection")
 _CUSTOM = int(PacketSource.CUSTOM)
 _PAUSE_QUEUE = 1  # reading paused: recv() queue full
+PAUSE_SHUTDOWN = 4  # reading paused: the server is shutting down
 
 CLOSE_SLOW_CONSUMER = 4008
 """Close code for a client whose outgoing buffer was above ``max_send_buffer`` when a packet was pushed."""

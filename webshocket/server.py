@@ -17,7 +17,7 @@ from picows import (
 )
 
 from ._ext import load
-from .connection import ClientConnection
+from .connection import PAUSE_SHUTDOWN, ClientConnection
 from .constant import (
     DEFAULT_MAX_INFLIGHT_RPCS,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -183,6 +183,7 @@ class WebSocketServer(Generic[H]):
                 ssl=self.ssl_context,
                 max_frame_size=self.max_message_size,
                 enable_auto_ping=True,
+                enable_auto_pong=False,  # the listener answers pings after checking them
                 logger_name="webshocket.server.picows",
                 **kwargs,
             )
@@ -232,10 +233,13 @@ class WebSocketServer(Generic[H]):
         core = self._core
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        clients = list(self.handler.clients)
+        for client in clients:  # no new work while running RPCs finish; requests wait unread
+            client._pause_reading(PAUSE_SHUTDOWN)
         if core.rpc_tasks:
             await asyncio.wait(list(core.rpc_tasks), timeout=timeout)
-        clients = list(self.handler.clients)
         for client in clients:
+            client._resume_reading(PAUSE_SHUTDOWN)  # to read the clients' close frames
             client.close(WSCloseCode.GOING_AWAY, b"Server is shutting down.")
         if clients:
             remaining = None if deadline is None else max(0.0, deadline - loop.time())
