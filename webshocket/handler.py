@@ -6,8 +6,9 @@ import inspect
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._codec import encode_packet, encode_push, frame
-from .channels import ChannelIndex
+from ._codec import decode_packet, encode_packet, encode_push, frame
+from .backplane import predicate_spec
+from .channels import ChannelIndex, is_pattern
 from .connection import channel_names
 from .enum import ConnectionState, PacketSource
 from .exceptions import PacketError
@@ -16,6 +17,7 @@ from .rpc import never_suspends
 from .typing import RPC_Function, RPC_Predicate, RPCMethod, SessionState
 
 if TYPE_CHECKING:
+    from .backplane import BackplaneBridge
     from .connection import ClientConnection
 
 __all__ = ["DefaultWebSocketHandler", "WebSocketHandler"]
@@ -60,6 +62,7 @@ class WebSocketHandler(Generic[TState]):
         self.channels: dict[str, set[ClientConnection[Any]]] = self._index.channels
         self.patterns: dict[str, set[ClientConnection[Any]]] = self._index.patterns
         self._rpc_methods: dict[str, RPCMethod] = {}
+        self._bridge: BackplaneBridge | None = None  # set by the server when it has a backplane
         for name, func in inspect.getmembers(type(self)):
             if getattr(func, "_is_rpc_method", False):
                 bound = getattr(self, name)
@@ -104,22 +107,33 @@ class WebSocketHandler(Generic[TState]):
         if client.connection_state is not ConnectionState.CONNECTED:
             return
         own = client._subscribed_channels
+        index = self._index
+        bridge = self._bridge
         for name in names:
-            self._index.add(client, name)
+            if bridge is not None and not self._has_subscribers(name):
+                bridge.subscribed(name)
+            index.add(client, name)
             own.add(name)
 
     def unsubscribe(self, client: ClientConnection[Any], channel: str | Iterable[str]) -> None:
         """Unsubscribe ``client`` from one or more channels or patterns."""
         own = client._subscribed_channels
         for name in channel_names(channel):
-            self._index.discard(client, name)
+            self._discard(client, name)
             own.discard(name)
 
     def _unsubscribe_all(self, client: ClientConnection[Any]) -> None:
         own = client._subscribed_channels
         for name in own:
-            self._index.discard(client, name)
+            self._discard(client, name)
         own.clear()
+
+    def _discard(self, client: ClientConnection[Any], name: str) -> None:
+        if self._index.discard(client, name) and self._bridge is not None and not self._has_subscribers(name):
+            self._bridge.unsubscribed(name)
+
+    def _has_subscribers(self, name: str) -> bool:
+        return name in (self._index.patterns if is_pattern(name) else self._index.channels)
 
     def subscribers(self, channel: str) -> Collection[ClientConnection[Any]]:
         """Clients subscribed to ``channel`` exactly or by pattern, each once (do not mutate)."""
@@ -137,22 +151,27 @@ class WebSocketHandler(Generic[TState]):
         """Send ``data`` to every subscriber of ``channel`` (or of each channel given).
 
         A client subscribed both exactly and by pattern gets one copy. The packet
-        is encoded once per dialect.
+        is encoded once per dialect. With a backplane, subscribers on every node get it.
 
         Args:
             channel: a channel name or an iterable of names.
             data: the payload, or a CHANNEL :class:`Packet` sent as is.
-            exclude: clients not to send to.
+            exclude: clients (of this node) not to send to.
             predicate: only clients for which it returns True get it.
         """
         packet = data if isinstance(data, Packet) else None
         if packet is not None and packet.source != PacketSource.CHANNEL:
             raise PacketError("Cannot publish non-channel packet.")
         excluded = _as_set(exclude)
+        bridge = self._bridge
+        spec = predicate_spec(predicate) if bridge is not None else None  # fails before sending anything
         for name in dict.fromkeys(channel_names(channel)):
+            out = Outgoing(_CHANNEL, data, name, packet)
             recipients = self._index.subscribers(name)
             if recipients:
-                _fan_out(recipients, _CHANNEL, data, name, packet, excluded, predicate)
+                _fan_out(recipients, out, excluded, predicate)
+            if bridge is not None:
+                bridge.publish(name, out.encoded(False), spec)
 
     def broadcast(
         self,
@@ -163,48 +182,94 @@ class WebSocketHandler(Generic[TState]):
     ) -> None:
         """Send ``data`` to every connected client as a BROADCAST packet.
 
+        With a backplane, clients of every node get it.
+
         Args:
             data: the payload, or a BROADCAST :class:`Packet` sent as is.
-            exclude: clients not to send to.
+            exclude: clients (of this node) not to send to.
             predicate: only clients for which it returns True get it.
             **kwargs: extra :class:`Packet` fields (``correlation_id``, ``timestamp``).
         """
-        if not self.clients:
-            return
         packet = data if isinstance(data, Packet) else None
         if packet is None and kwargs:
             packet = Packet(PacketSource.BROADCAST, data, **kwargs)
         if packet is not None and packet.source != PacketSource.BROADCAST:
             raise PacketError("Cannot broadcast non-broadcast packet.")
-        _fan_out(self.clients, _BROADCAST, data, None, packet, _as_set(exclude), predicate)
+        bridge = self._bridge
+        spec = predicate_spec(predicate) if bridge is not None else None  # fails before sending anything
+        out = Outgoing(_BROADCAST, data, None, packet)
+        if self.clients:
+            _fan_out(self.clients, out, _as_set(exclude), predicate)
+        if bridge is not None:
+            bridge.publish(None, out.encoded(False), spec)
+
+    def _deliver_remote(
+        self, broadcast: bool, channel: str | None, packet: bytes, predicate: RPC_Predicate | None
+    ) -> None:
+        """A publish or broadcast from another node (its msgpack packet) for this node's clients."""
+        if broadcast:
+            recipients: Collection[ClientConnection[Any]] = self.clients
+        elif channel is not None:
+            recipients = self._index.subscribers(channel)
+        else:
+            return
+        if recipients:
+            _fan_out(recipients, Outgoing.from_msgpack(packet), (), predicate)
+
+
+class Outgoing:
+    """One packet on its way to many clients: encoded and framed at most once per dialect."""
+
+    __slots__ = ("_encoded", "_frames", "channel", "data", "packet", "source")
+
+    def __init__(self, source: int, data: Any, channel: str | None, packet: Packet[Any] | None = None) -> None:
+        self.source = source
+        self.data = data
+        self.channel = channel
+        self.packet = packet
+        self._encoded: list[bytes | None] = [None, None]  # msgpack, JSON
+        self._frames: list[bytes | None] = [None, None]
+
+    @classmethod
+    def from_msgpack(cls, encoded: bytes) -> Outgoing:
+        """A packet that arrived encoded (msgpack) from another node."""
+        out = cls(0, None, None, None)
+        out._encoded[0] = encoded
+        return out
+
+    def encoded(self, as_json: bool) -> bytes:
+        payload = self._encoded[as_json]
+        if payload is None:
+            if self.packet is not None:
+                payload = encode_packet(self.packet, as_json)
+            elif self._encoded[0] is not None:  # from another node: re-encode for JSON clients
+                payload = encode_packet(decode_packet(self._encoded[0], False), as_json)
+            else:
+                payload = encode_push(self.source, self.data, self.channel, as_json)
+            self._encoded[as_json] = payload
+        return payload
+
+    def frames(self, as_json: bool) -> bytes:
+        ready = self._frames[as_json]
+        if ready is None:
+            ready = self._frames[as_json] = frame(self.encoded(as_json))
+        return ready
 
 
 def _fan_out(
     recipients: Collection[ClientConnection[Any]],
-    source: int,
-    data: Any,
-    channel: str | None,
-    packet: Packet[Any] | None,
+    out: Outgoing,
     excluded: Collection[ClientConnection[Any]],
     predicate: RPC_Predicate | None,
 ) -> None:
     """Send one packet to each recipient: encoded and framed once per dialect (msgpack, JSON)."""
-    frames: list[bytes | None] = [None, None]  # built once per dialect: msgpack, JSON
     # A predicate may (un)subscribe clients: iterate over a snapshot then.
     for client in tuple(recipients) if predicate is not None else recipients:
         if excluded and client in excluded:
             continue
         if predicate is not None and not predicate(client):
             continue
-        as_json = client._json
-        ready = frames[as_json]
-        if ready is None:
-            if packet is not None:
-                ready = frame(encode_packet(packet, as_json))
-            else:
-                ready = frame(encode_push(source, data, channel, as_json))
-            frames[as_json] = ready
-        client._push_frames(ready)
+        client._push_frames(out.frames(client._json))
 
 
 def _as_set(exclude: Iterable[Any] | None) -> Collection[Any]:

@@ -17,6 +17,7 @@ from picows import (
 )
 
 from ._ext import load
+from .backplane import Backplane, BackplaneBridge
 from .connection import PAUSE_SHUTDOWN, ClientConnection
 from .constant import (
     DEFAULT_MAX_INFLIGHT_RPCS,
@@ -28,10 +29,25 @@ from .enum import ClientType, ServerState
 from .exceptions import WebSocketError
 from .handler import DefaultWebSocketHandler, WebSocketHandler
 
-__all__ = ["WebSocketServer"]
+__all__ = ["WebSocketServer", "make_backplane"]
 
 H = TypeVar("H", bound=WebSocketHandler[Any])
 _listener = load("listener")
+
+
+def make_backplane(backplane: str | Backplane | None) -> Backplane | None:
+    """The backplane a server option names: None, a Backplane, or a ``redis://`` URL."""
+    if backplane is None or isinstance(backplane, Backplane):
+        return backplane
+    if isinstance(backplane, str) and backplane.startswith(("redis://", "rediss://", "unix://")):
+        try:
+            from .redis_backplane import RedisBackplane
+        except ImportError as exc:
+            raise ImportError(
+                f"backplane={backplane!r} needs the redis client: pip install 'webshocket[redis]' ({exc})"
+            ) from exc
+        return RedisBackplane(backplane)
+    raise ValueError(f"backplane must be a redis:// URL or a Backplane instance, got {backplane!r}")
 
 
 def wants_framework(request: WSUpgradeRequest) -> bool:
@@ -64,6 +80,9 @@ class WebSocketServer(Generic[H]):
             4008) or ``"drop"`` (skip the packet and count it). RPC replies are never dropped.
         max_inflight_rpcs: RPCs of one connection running or queued; at this many, reading
             from that connection pauses until half of them are done.
+        backplane: scale out over several processes or machines: ``"redis://host:port/db"``
+            or a :class:`~webshocket.backplane.Backplane`. Publishes and broadcasts then
+            reach the clients of every node. None (default): this process only.
 
     Attributes other than these are looked up on the handler, so ``server.publish``,
     ``server.broadcast`` and ``server.register_rpc_method`` work.
@@ -84,6 +103,7 @@ class WebSocketServer(Generic[H]):
         max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
         slow_consumer_policy: str = "disconnect",
         max_inflight_rpcs: int = DEFAULT_MAX_INFLIGHT_RPCS,
+        backplane: str | Backplane | None = None,
     ) -> None:
         if rpc_task_limit < 1:
             raise ValueError("rpc_task_limit must be at least 1")
@@ -106,6 +126,8 @@ class WebSocketServer(Generic[H]):
         self.max_send_buffer = max_send_buffer
         self.slow_consumer_policy = slow_consumer_policy
         self.max_inflight_rpcs = max_inflight_rpcs
+        self.backplane = make_backplane(backplane)
+        self._bridge: BackplaneBridge | None = None
         self._packet_qsize = packet_qsize
         self._rpc_task_limit = rpc_task_limit
         self._max_subscribed_channels = max_subscribed_channels
@@ -174,6 +196,10 @@ class WebSocketServer(Generic[H]):
         self._core = _listener.ServerCore(self)
         if isinstance(self.handler, DefaultWebSocketHandler):
             self._accept_queue = asyncio.Queue()
+        if self.backplane is not None and self._bridge is None:
+            bridge = BackplaneBridge(self.handler, self.backplane)
+            await bridge.start()  # fails clearly, before accepting anyone, if unreachable
+            self._bridge = self.handler._bridge = bridge
         self.state = ServerState.SERVING
         try:
             self._server = await ws_create_server(
@@ -255,6 +281,10 @@ class WebSocketServer(Generic[H]):
         lifecycle = list(core.lifecycle_tasks)
         if lifecycle:
             await asyncio.wait(lifecycle, timeout=5.0)
+        bridge = self._bridge
+        if bridge is not None:
+            self._bridge = self.handler._bridge = None
+            await bridge.close()
         try:
             await asyncio.wait_for(server.wait_closed(), 5.0)
         except (asyncio.TimeoutError, TimeoutError):

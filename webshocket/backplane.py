@@ -1,0 +1,226 @@
+"""Scale-out: a backplane carries publishes and broadcasts between server nodes.
+
+Each node delivers a publish to its own subscribers at once, and hands it to the
+backplane encoded once (the msgpack packet, inside a small envelope). Other nodes
+receive the envelope and fan it out to their subscribers through the same path as
+a local publish; predicates travel as data and are evaluated by each receiving
+node against its own connections.
+
+A node tells the backplane which channels and patterns it has local subscribers
+for (first subscriber in, last one out), so a node only receives what it needs.
+
+Implementations: :class:`MemoryBackplane` (nodes in one process) and
+:class:`webshocket.redis_backplane.RedisBackplane` (``backplane="redis://..."``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from . import predicate as predicates
+
+if TYPE_CHECKING:
+    from .handler import WebSocketHandler
+    from .typing import RPC_Predicate
+
+__all__ = ["Backplane", "BackplaneBridge", "MemoryBackplane", "MemoryHub", "predicate_from_spec", "predicate_spec"]
+
+_logger = logging.getLogger("webshocket.backplane")
+ENVELOPE_VERSION = 1
+KIND_BROADCAST = 1
+KIND_CHANNEL = 2
+
+Deliver = Callable[[bytes], None]
+
+
+class Backplane(ABC):
+    """Transport of envelopes between nodes.
+
+    The server calls :meth:`start` once, then :meth:`subscribe` / :meth:`unsubscribe`
+    as its local subscriptions come and go (exact names and fnmatch patterns),
+    :meth:`publish` for every publish (``channel``) and broadcast (``None``), and
+    :meth:`close` at shutdown. The backplane calls ``deliver(envelope)`` for every
+    envelope published on any node (its own included) to a channel matching one of
+    this node's subscriptions, and for every broadcast. A node may receive one
+    envelope more than once (say, through an exact and a pattern subscription): the
+    bridge drops repeats.
+    """
+
+    @abstractmethod
+    async def start(self, deliver: Deliver) -> None:
+        """Connect. Raise a clear error if the backplane cannot be reached."""
+
+    @abstractmethod
+    def subscribe(self, name: str) -> None:
+        """This node has its first subscriber for channel or pattern ``name``."""
+
+    @abstractmethod
+    def unsubscribe(self, name: str) -> None:
+        """This node's last subscriber for channel or pattern ``name`` left."""
+
+    @abstractmethod
+    def publish(self, channel: str | None, envelope: bytes) -> None:
+        """Send ``envelope`` to the nodes subscribed to ``channel`` (``None``: to every node)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Disconnect."""
+
+
+# --------------------------------------------------------------------------- predicates as data
+
+
+def predicate_spec(predicate: RPC_Predicate | None) -> Any:
+    """A msgpack-able description of a predicate built from Has/Is/IsEqual/Any/All.
+
+    Raises:
+        TypeError: the predicate is another callable, which cannot cross the backplane.
+    """
+    if predicate is None:
+        return None
+    if isinstance(predicate, predicates.Has):
+        return ["has", predicate.key]
+    if isinstance(predicate, predicates.Is):
+        return ["is", predicate.key]
+    if isinstance(predicate, predicates.IsEqual):
+        return ["eq", predicate.key, predicate.value]
+    if isinstance(predicate, predicates.Any):
+        return ["any", [predicate_spec(p) for p in predicate.predicates]]
+    if isinstance(predicate, predicates.All):
+        return ["all", [predicate_spec(p) for p in predicate.predicates]]
+    raise TypeError(
+        f"predicate {predicate!r} cannot cross the backplane to other nodes: build it from "
+        "webshocket.Has, Is, IsEqual, Any and All"
+    )
+
+
+def predicate_from_spec(spec: Any) -> RPC_Predicate | None:
+    """Rebuild a predicate from :func:`predicate_spec` output."""
+    if spec is None:
+        return None
+    kind = spec[0]
+    if kind == "has":
+        return predicates.Has(spec[1])
+    if kind == "is":
+        return predicates.Is(spec[1])
+    if kind == "eq":
+        return predicates.IsEqual(spec[1], spec[2])
+    if kind == "any":
+        return predicates.Any(*(predicate_from_spec(p) for p in spec[1]))  # type: ignore[arg-type]
+    if kind == "all":
+        return predicates.All(*(predicate_from_spec(p) for p in spec[1]))  # type: ignore[arg-type]
+    raise ValueError(f"unknown predicate kind {kind!r}")
+
+
+# --------------------------------------------------------------------------- the node's side
+
+
+class BackplaneBridge:
+    """Connects one server's handler to a backplane: envelopes out, deliveries in."""
+
+    def __init__(self, handler: WebSocketHandler[Any], backplane: Backplane) -> None:
+        self.handler = handler
+        self.backplane = backplane
+        self.node_id = os.urandom(8)
+        self._seq = 0
+        self._last_seen: dict[bytes, int] = {}  # origin node -> last sequence number delivered
+        self.received = 0
+        self.duplicates = 0
+
+    async def start(self) -> None:
+        await self.backplane.start(self.deliver)
+
+    async def close(self) -> None:
+        await self.backplane.close()
+
+    def subscribed(self, name: str) -> None:
+        self.backplane.subscribe(name)
+
+    def unsubscribed(self, name: str) -> None:
+        self.backplane.unsubscribe(name)
+
+    def publish(self, channel: str | None, packet: bytes, spec: Any) -> None:
+        """Send a packet (msgpack, as written to framework clients) to the other nodes.
+
+        ``spec`` is the :func:`predicate_spec` of the publish's predicate.
+        """
+        self._seq += 1
+        kind = KIND_BROADCAST if channel is None else KIND_CHANNEL
+        envelope = msgpack.packb(
+            [ENVELOPE_VERSION, self.node_id, self._seq, kind, channel, packet, spec], use_bin_type=True
+        )
+        self.backplane.publish(channel, envelope)
+
+    def deliver(self, envelope: bytes) -> None:
+        """An envelope arrived from the backplane: fan it out to this node's clients."""
+        try:
+            version, origin, seq, kind, channel, packet, spec = msgpack.unpackb(envelope, raw=False)
+            if version != ENVELOPE_VERSION:
+                raise ValueError(f"envelope version {version}")
+            if origin == self.node_id:
+                return  # delivered locally when it was published
+            if seq <= self._last_seen.get(origin, 0):
+                self.duplicates += 1
+                return
+            self._last_seen[origin] = seq
+            predicate = predicate_from_spec(spec)
+        except Exception as exc:  # a foreign or corrupt message on the backplane
+            _logger.warning("Dropped an invalid backplane message (%d bytes): %s", len(envelope), exc)
+            return
+        self.received += 1
+        self.handler._deliver_remote(kind == KIND_BROADCAST, channel, packet, predicate)
+
+
+# --------------------------------------------------------------------------- in-process backplane
+
+
+class MemoryHub:
+    """Connects :class:`MemoryBackplane` nodes living in one process (tests, embedding)."""
+
+    def __init__(self) -> None:
+        self.nodes: list[MemoryBackplane] = []
+
+
+class MemoryBackplane(Backplane):
+    """A backplane between servers of one process, through a shared :class:`MemoryHub`.
+
+    Deliveries are made on the next loop iteration, in publish order.
+    """
+
+    def __init__(self, hub: MemoryHub) -> None:
+        self.hub = hub
+        self.names: set[str] = set()
+        self._deliver: Deliver | None = None
+
+    async def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        self.hub.nodes.append(self)
+
+    def subscribe(self, name: str) -> None:
+        self.names.add(name)
+
+    def unsubscribe(self, name: str) -> None:
+        self.names.discard(name)
+
+    def publish(self, channel: str | None, envelope: bytes) -> None:
+        import asyncio
+        from fnmatch import fnmatchcase
+
+        loop = asyncio.get_running_loop()
+        for node in self.hub.nodes:
+            deliver = node._deliver
+            if deliver is None:
+                continue
+            if channel is None or any(fnmatchcase(channel, name) for name in node.names):
+                loop.call_soon(deliver, envelope)
+
+    async def close(self) -> None:
+        if self in self.hub.nodes:
+            self.hub.nodes.remove(self)
+        self._deliver = None
