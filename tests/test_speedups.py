@@ -7,7 +7,7 @@ import os
 import webshocket
 from webshocket._ext import NO_EXTENSIONS
 
-HOT_MODULES = {"codec", "channels", "ratelimit", "listener"}
+HOT_MODULES = {"codec", "channels", "ratelimit", "fanout", "listener"}
 
 
 def test_every_hot_module_is_selected() -> None:

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """Pure-Python connection listener and RPC dispatch (twin of the compiled ``_listener_c``).
 
 One :class:`ServerListener` per connection receives picows frames, reassembles
@@ -15,9 +16,19 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+import picows
+from picows import WSCloseCode, WSMsgType
+
+
+def _probe() -> None:
+    """Its type tells whether this module runs as Python or compiled by Cython."""
+
+
+if type(_probe).__name__ == "function":  # pure Python; compiled, the .pxd cimports WSListener instead
+    from picows import *  # noqa: F403
 
 from ._codec import INVALID_REQUEST, decode_packet, encode_response, salvage_call_id
+from ._fanout import Flusher
 from .connection import _CLOSED, ClientConnection
 from .enum import ClientType, ConnectionState, PacketSource, RPCErrorCode
 from .exceptions import RPCError
@@ -105,25 +116,7 @@ class ServerCore:
         self.rpc_tasks: set[asyncio.Task[Any]] = set()  # plain RPCs running
         self.stream_tasks: set[asyncio.Task[Any]] = set()  # streaming RPCs running
         self.stats = server.stats
-        self.dirty_conns: list[ClientConnection[Any]] = []
-        self.flush_scheduled = False
-
-    # ------------------------------------------------------------------ write coalescing
-
-    def dirty(self, conn: ClientConnection[Any]) -> None:
-        """``conn`` queued frames: write them all once this loop iteration's work is done."""
-        self.dirty_conns.append(conn)
-        if not self.flush_scheduled:
-            self.flush_scheduled = True
-            self.loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        """Write every connection's queued frames, one write per connection."""
-        self.flush_scheduled = False
-        conns = self.dirty_conns
-        self.dirty_conns = []
-        for conn in conns:
-            conn._flush()
+        self.flusher = Flusher(self.loop)  # one write per connection per loop iteration
 
     # ------------------------------------------------------------------ dispatch
 
@@ -330,14 +323,15 @@ class ServerCore:
         max_connection = server.max_connection
         if max_connection is not None and len(self.handler.clients) >= max_connection:
             listener.ready = True
-            object.__setattr__(conn, "connection_state", _CLOSED_STATE)
+            conn._mark_closed()
             conn._protocol.send_close(WSCloseCode.TRY_AGAIN_LATER, b"Server is at maximum capacity.")
             conn._protocol.disconnect()
             return
-        object.__setattr__(conn, "_slow_policy", server.slow_consumer_policy)
-        object.__setattr__(conn, "_stats", self.stats)
-        object.__setattr__(conn, "_flusher", self)
-        object.__setattr__(conn, "_max_out", server.max_send_buffer)
+        sink = conn._sink
+        sink.drop = server.slow_consumer_policy == "drop"
+        sink.stats = self.stats
+        sink.flusher = self.flusher
+        sink.max_out = server.max_send_buffer
         conn._protocol.underlying_transport.set_write_buffer_limits(high=server.max_send_buffer)
         self.handler.clients.add(conn)
         self.stats["connections_opened"] += 1
@@ -362,7 +356,7 @@ class ServerCore:
 
     def disconnected(self, listener: ServerListener, conn: ClientConnection[Any]) -> None:
         was_client = conn in self.handler.clients
-        object.__setattr__(conn, "connection_state", _CLOSED_STATE)
+        conn._mark_closed()
         streams = conn._active_stream
         for task in streams.values():
             if task is not None:
@@ -388,7 +382,7 @@ class ServerCore:
             _logger.exception("on_disconnect raised for %s", conn.remote_address)
 
 
-class ServerListener(WSListener):  # type: ignore[misc]
+class ServerListener(WSListener):  # type: ignore[misc]  # noqa: F405
     """picows listener of one server-side connection."""
 
     __slots__ = (
@@ -414,7 +408,7 @@ class ServerListener(WSListener):  # type: ignore[misc]
         self.connect_task: asyncio.Task[Any] | None = None
         self._text = False
 
-    def on_ws_connected(self, transport: WSTransport) -> None:
+    def on_ws_connected(self, transport: picows.WSTransport) -> None:
         server = self.core.server
         self.conn = conn = ClientConnection(
             transport,
@@ -425,21 +419,21 @@ class ServerListener(WSListener):  # type: ignore[misc]
         )
         self.core.connected(self, conn)
 
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
+    def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
         if self.conn is not None:
             self.core.disconnected(self, self.conn)
 
     def pause_writing(self) -> None:
         """The outgoing buffer went above ``max_send_buffer``."""
         if self.conn is not None:
-            object.__setattr__(self.conn, "_send_blocked", True)
+            self.conn._sink.blocked = True
 
     def resume_writing(self) -> None:
         """The outgoing buffer drained below its low-water mark."""
         if self.conn is not None:
-            object.__setattr__(self.conn, "_send_blocked", False)
+            self.conn._sink.blocked = False
 
-    def _fail(self, transport: WSTransport, code: WSCloseCode, reason: bytes) -> None:
+    def _fail(self, transport: picows.WSTransport, code: WSCloseCode, reason: bytes) -> None:
         self.fragments = None
         self.pending = []
         if self.conn is not None:
@@ -448,7 +442,7 @@ class ServerListener(WSListener):  # type: ignore[misc]
             transport.send_close(code, reason)
             transport.disconnect()
 
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         msg_type = frame.msg_type
         if frame.rsv1 or frame.rsv2 or frame.rsv3:
             self._fail(transport, WSCloseCode.PROTOCOL_ERROR, b"Reserved bits set without a negotiated extension")
@@ -487,17 +481,15 @@ class ServerListener(WSListener):  # type: ignore[misc]
         elif msg_type is _PING:  # answered here (not by picows) so that its reserved bits were checked
             transport.send_pong(frame.get_payload_as_bytes())
         elif msg_type is _CLOSE:
-            code = frame.get_close_code()
-            if frame.payload_size == 0:
-                code = WSCloseCode.OK
+            code, reason = close_reply(frame)
             if self.conn is not None:
-                self.conn._flush()  # replies already queued go before our close frame
-                object.__setattr__(self.conn, "connection_state", _CLOSED_STATE)
+                self.conn._sink.flush()  # replies already queued go before our close frame
+                self.conn._mark_closed()
             if not transport.is_close_frame_sent:
-                transport.send_close(code, frame.get_close_message())
+                transport.send_close(code, reason)
             transport.disconnect()
 
-    def _check_size(self, transport: WSTransport) -> bool:
+    def _check_size(self, transport: picows.WSTransport) -> bool:
         if self.fragments_size > self.core.max_message_size:
             self._fail(transport, WSCloseCode.MESSAGE_TOO_BIG, b"Message too big")
             return False
@@ -527,6 +519,21 @@ class ServerListener(WSListener):  # type: ignore[misc]
                 return
             _logger.debug("Invalid packet from %s (%d bytes)", conn.remote_address, len(payload))
         self.core.receive(conn, packet)
+
+
+def valid_close_code(code: int) -> bool:
+    """A close code a peer may send (RFC 6455 7.4, with the registered 1012-1014)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+def close_reply(frame: picows.WSFrame) -> tuple[WSCloseCode, bytes]:
+    """The close frame that answers ``frame``: its code echoed, 1000 if it had none, 1002 if invalid."""
+    if frame.payload_size == 0:
+        return WSCloseCode.OK, b""
+    code = frame.get_close_code()
+    if not valid_close_code(int(code)):
+        return WSCloseCode.PROTOCOL_ERROR, b"Invalid close code"
+    return code, frame.get_close_message()
 
 
 def _valid_utf8(payload: bytes) -> bool:

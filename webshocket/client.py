@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from picows import WSCloseCode, WSError, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from ._codec import decode_packet, encode_packet, encode_push, encode_request
+from ._listener import close_reply
 from .connection import write_message
 from .constant import DEFAULT_WEBSHOCKET_SUBPROTOCOL
 from .enum import ConnectionState, PacketSource, RPCErrorCode
@@ -63,8 +64,7 @@ class _ClientListener(WSListener):  # type: ignore[misc]
         elif msg_type is WSMsgType.CLOSE:
             self.client._close_code = frame.get_close_code() if frame.payload_size else WSCloseCode.OK
             if not transport.is_close_frame_sent:
-                code = frame.get_close_code() if frame.payload_size else WSCloseCode.OK
-                transport.send_close(code, frame.get_close_message())
+                transport.send_close(*close_reply(frame))
             transport.disconnect()
 
     def on_ws_connected(self, transport: WSTransport) -> None:

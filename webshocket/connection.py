@@ -11,7 +11,8 @@ from uuid import UUID, uuid4
 from picows import WSCloseCode, WSMsgType, WSTransport
 
 from ._codec import encode_packet, encode_push, frame
-from .constant import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_SEND_BUFFER
+from ._fanout import CLOSE_SLOW_CONSUMER, Sink
+from .constant import DEFAULT_CHUNK_SIZE
 from .enum import ClientType, ConnectionState, PacketSource
 from .exceptions import ConnectionClosedError, ReceiveTimeoutError, SubscriptionLimitError
 from .packets import Packet
@@ -29,19 +30,6 @@ _logger = logging.getLogger("webshocket.connection")
 _CUSTOM = int(PacketSource.CUSTOM)
 _PAUSE_QUEUE = 1  # reading paused: recv() queue full
 PAUSE_SHUTDOWN = 4  # reading paused: the server is shutting down
-
-CLOSE_SLOW_CONSUMER = 4008
-"""Close code for a client whose outgoing buffer was above ``max_send_buffer`` when a packet was pushed."""
-SLOW_CONSUMER_GRACE = 2.0
-"""Seconds a slow consumer gets to read its close frame before the connection is aborted."""
-_NO_STATS: dict[str, int] = {"dropped": 0, "slow_consumer_disconnects": 0}
-
-
-def _abort(transport: WSTransport) -> None:
-    if not transport.is_disconnected:
-        transport.disconnect(False)
-
-
 _BINARY = WSMsgType.BINARY
 _CONTINUATION = WSMsgType.CONTINUATION
 
@@ -93,24 +81,17 @@ class ClientConnection(Generic[TState]):
     __slots__ = (
         "__weakref__",
         "_active_stream",
-        "_dropped",
-        "_flusher",
         "_handler",
         "_inbox",
         "_inflight",
         "_json",
-        "_max_out",
-        "_out",
-        "_out_size",
         "_packet_queue",
         "_paused",
         "_protocol",
         "_rate_buckets",
         "_receiving",
         "_remote_address",
-        "_send_blocked",
-        "_slow_policy",
-        "_stats",
+        "_sink",
         "_subscribed_channels",
         "client_type",
         "connection_state",
@@ -133,14 +114,7 @@ class ClientConnection(Generic[TState]):
         _receiving: bool
         _paused: int
         _inflight: int
-        _send_blocked: bool
-        _dropped: int
-        _slow_policy: str
-        _flusher: Any
-        _out: list[bytes] | None
-        _out_size: int
-        _max_out: int
-        _stats: dict[str, int]
+        _sink: Sink
         client_type: ClientType
         connection_state: ConnectionState
         session_state: dict[str, Any]
@@ -169,14 +143,9 @@ class ClientConnection(Generic[TState]):
         init(self, "_receiving", False)
         init(self, "_paused", 0)  # bit set of reasons reading is paused
         init(self, "_inflight", 0)  # RPCs of this connection running or queued
-        init(self, "_send_blocked", False)  # outgoing buffer above the cap
-        init(self, "_dropped", 0)  # pushed packets dropped (slow consumer, "drop" policy)
-        init(self, "_slow_policy", "disconnect")  # set by the server: "disconnect" or "drop"
-        init(self, "_stats", _NO_STATS)  # the server's counters
-        init(self, "_flusher", None)  # the server's write coalescer (None: write at once)
-        init(self, "_out", None)  # frames waiting for the end of this loop iteration
-        init(self, "_out_size", 0)
-        init(self, "_max_out", DEFAULT_MAX_SEND_BUFFER)
+        sink = Sink(websocket_protocol, client_type is ClientType.GENERIC)
+        sink.on_slow = self._close_slow_consumer
+        init(self, "_sink", sink)  # the outgoing side: write coalescing, slow-consumer policy
         init(self, "client_type", client_type)
         init(self, "connection_state", ConnectionState.CONNECTED)
         init(self, "session_state", {})
@@ -205,7 +174,7 @@ class ClientConnection(Generic[TState]):
     @property
     def dropped_packets(self) -> int:
         """Pushed packets dropped because this client read too slowly (policy ``"drop"``)."""
-        return self._dropped
+        return self._sink.dropped
 
     @property
     def is_connected(self) -> bool:
@@ -216,76 +185,29 @@ class ClientConnection(Generic[TState]):
 
     def _write(self, payload: bytes, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
         """Send an encoded packet (no-op once the connection is closed). RPC replies use this."""
-        if self.connection_state is ConnectionState.CONNECTED:
-            if chunk_size == DEFAULT_CHUNK_SIZE:
-                self._send_frames(frame(payload))
-            else:
-                self._flush()
-                write_message(self._protocol, payload, chunk_size)
-
-    def _send_frames(self, frames: bytes) -> None:
-        """Queue ready-made frames; all frames of one loop iteration leave in one write."""
-        out = self._out
-        if out is None:
-            flusher = self._flusher
-            if flusher is None:
-                self._protocol.underlying_transport.write(frames)
-                return
-            object.__setattr__(self, "_out", [frames])
-            object.__setattr__(self, "_out_size", len(frames))
-            flusher.dirty(self)
-        else:
-            out.append(frames)
-            object.__setattr__(self, "_out_size", self._out_size + len(frames))
-
-    def _flush(self) -> None:
-        """Write the queued frames now (called by the server at the end of the loop iteration)."""
-        out = self._out
-        if out is not None:
-            object.__setattr__(self, "_out", None)
-            transport = self._protocol
-            if not transport.is_close_frame_sent and not transport.is_disconnected:
-                if len(out) == 1:
-                    transport.underlying_transport.write(out[0])
-                else:
-                    transport.underlying_transport.writelines(out)
+        if chunk_size == DEFAULT_CHUNK_SIZE:
+            self._sink.send(frame(payload))
+        elif self.connection_state is ConnectionState.CONNECTED:
+            self._sink.flush()
+            write_message(self._protocol, payload, chunk_size)
 
     def _push(self, payload: bytes, chunk_size: int = DEFAULT_CHUNK_SIZE) -> bool:
-        """Send an encoded pushed packet (``send``); see :meth:`_push_frames`."""
-        if chunk_size != DEFAULT_CHUNK_SIZE:
-            if self.connection_state is not ConnectionState.CONNECTED or self._slow(payload):
-                return False
-            self._flush()
-            write_message(self._protocol, payload, chunk_size)
-            return True
-        return self._push_frames(frame(payload))
-
-    def _push_frames(self, frames: bytes) -> bool:
-        """Send a pushed packet's frames (send, publish, broadcast), minding a slow consumer.
-
-        While the outgoing buffer is above the server's ``max_send_buffer`` the
-        packet is dropped and counted (policy ``"drop"``) or the connection is
-        closed with :data:`CLOSE_SLOW_CONSUMER` (policy ``"disconnect"``).
-        Returns True when the packet was sent.
-        """
-        if self.connection_state is not ConnectionState.CONNECTED or self._slow(frames):
+        """Send an encoded pushed packet (``send``); False if the slow-consumer policy refused it."""
+        if chunk_size == DEFAULT_CHUNK_SIZE:
+            return self._sink.push(frame(payload))
+        if not self._sink.admit(len(payload)):
             return False
-        self._send_frames(frames)
+        self._sink.flush()
+        write_message(self._protocol, payload, chunk_size)
         return True
 
-    def _slow(self, frames: bytes) -> bool:
-        """Apply the slow-consumer policy when the outgoing buffer is full; True if it was."""
-        if not self._send_blocked and (self._out is None or self._out_size + len(frames) <= self._max_out):
-            return False
-        if self._slow_policy == "drop":
-            object.__setattr__(self, "_dropped", self._dropped + 1)
-            self._stats["dropped"] += 1
-        else:
-            self._stats["slow_consumer_disconnects"] += 1
-            self.close(CLOSE_SLOW_CONSUMER, b"Slow consumer: outgoing buffer full")
-            # The close frame waits behind unread data: give the client a moment, then abort.
-            asyncio.get_running_loop().call_later(SLOW_CONSUMER_GRACE, _abort, self._protocol)
-        return True
+    def _close_slow_consumer(self) -> None:
+        self.close(CLOSE_SLOW_CONSUMER, b"Slow consumer: outgoing buffer full")
+
+    def _mark_closed(self) -> None:
+        """No more sending: the connection is closing or gone."""
+        object.__setattr__(self, "connection_state", ConnectionState.CLOSED)
+        self._sink.open = False
 
     def _pause_reading(self, reason: int) -> None:
         paused = self._paused
@@ -395,8 +317,8 @@ class ClientConnection(Generic[TState]):
         """Close the connection with ``code`` (default 1000)."""
         if self.connection_state is not ConnectionState.CONNECTED:
             return
-        self._flush()
-        object.__setattr__(self, "connection_state", ConnectionState.CLOSED)
+        self._sink.flush()
+        self._mark_closed()
         transport = self._protocol
         if isinstance(reason, str):
             reason = reason.encode()

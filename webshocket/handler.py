@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._codec import decode_packet, encode_packet, encode_push, frame
+from ._fanout import Outgoing, fan_out
 from .backplane import predicate_spec
 from .channels import ChannelIndex, is_pattern
 from .connection import channel_names
@@ -169,7 +169,7 @@ class WebSocketHandler(Generic[TState]):
             out = Outgoing(_CHANNEL, data, name, packet)
             recipients = self._index.subscribers(name)
             if recipients:
-                _fan_out(recipients, out, excluded, predicate)
+                fan_out(recipients, out, excluded, predicate)
             if bridge is not None:
                 bridge.publish(name, out.encoded(False), spec)
 
@@ -199,7 +199,7 @@ class WebSocketHandler(Generic[TState]):
         spec = predicate_spec(predicate) if bridge is not None else None  # fails before sending anything
         out = Outgoing(_BROADCAST, data, None, packet)
         if self.clients:
-            _fan_out(self.clients, out, _as_set(exclude), predicate)
+            fan_out(self.clients, out, _as_set(exclude), predicate)
         if bridge is not None:
             bridge.publish(None, out.encoded(False), spec)
 
@@ -214,62 +214,7 @@ class WebSocketHandler(Generic[TState]):
         else:
             return
         if recipients:
-            _fan_out(recipients, Outgoing.from_msgpack(packet), (), predicate)
-
-
-class Outgoing:
-    """One packet on its way to many clients: encoded and framed at most once per dialect."""
-
-    __slots__ = ("_encoded", "_frames", "channel", "data", "packet", "source")
-
-    def __init__(self, source: int, data: Any, channel: str | None, packet: Packet[Any] | None = None) -> None:
-        self.source = source
-        self.data = data
-        self.channel = channel
-        self.packet = packet
-        self._encoded: list[bytes | None] = [None, None]  # msgpack, JSON
-        self._frames: list[bytes | None] = [None, None]
-
-    @classmethod
-    def from_msgpack(cls, encoded: bytes) -> Outgoing:
-        """A packet that arrived encoded (msgpack) from another node."""
-        out = cls(0, None, None, None)
-        out._encoded[0] = encoded
-        return out
-
-    def encoded(self, as_json: bool) -> bytes:
-        payload = self._encoded[as_json]
-        if payload is None:
-            if self.packet is not None:
-                payload = encode_packet(self.packet, as_json)
-            elif self._encoded[0] is not None:  # from another node: re-encode for JSON clients
-                payload = encode_packet(decode_packet(self._encoded[0], False), as_json)
-            else:
-                payload = encode_push(self.source, self.data, self.channel, as_json)
-            self._encoded[as_json] = payload
-        return payload
-
-    def frames(self, as_json: bool) -> bytes:
-        ready = self._frames[as_json]
-        if ready is None:
-            ready = self._frames[as_json] = frame(self.encoded(as_json))
-        return ready
-
-
-def _fan_out(
-    recipients: Collection[ClientConnection[Any]],
-    out: Outgoing,
-    excluded: Collection[ClientConnection[Any]],
-    predicate: RPC_Predicate | None,
-) -> None:
-    """Send one packet to each recipient: encoded and framed once per dialect (msgpack, JSON)."""
-    # A predicate may (un)subscribe clients: iterate over a snapshot then.
-    for client in tuple(recipients) if predicate is not None else recipients:
-        if excluded and client in excluded:
-            continue
-        if predicate is not None and not predicate(client):
-            continue
-        client._push_frames(out.frames(client._json))
+            fan_out(recipients, Outgoing.from_msgpack(packet), (), predicate)
 
 
 def _as_set(exclude: Iterable[Any] | None) -> Collection[Any]:

@@ -16,7 +16,7 @@ from picows import (
     ws_create_server,
 )
 
-from ._ext import load
+from . import _listener
 from .backplane import Backplane, BackplaneBridge
 from .connection import PAUSE_SHUTDOWN, ClientConnection
 from .constant import (
@@ -32,7 +32,6 @@ from .handler import DefaultWebSocketHandler, WebSocketHandler
 __all__ = ["WebSocketServer", "make_backplane"]
 
 H = TypeVar("H", bound=WebSocketHandler[Any])
-_listener = load("listener")
 
 
 def make_backplane(backplane: str | Backplane | None) -> Backplane | None:

@@ -30,11 +30,8 @@ cdef class ServerCore:
     cdef public set rpc_tasks
     cdef public set stream_tasks
     cdef public dict stats
-    cdef public list dirty_conns
-    cdef public bint flush_scheduled
+    cdef public object flusher
 
-    cpdef dirty(self, object conn)
-    cpdef flush(self)
     cpdef call(self, object conn, object request)
     cpdef done(self, object conn, object call_id, bint is_stream, object task)
     cdef _failed(self, object conn, object call_id, object exc)

@@ -1,0 +1,1 @@
+../webshocket/_fanout_py.py

@@ -1,0 +1,51 @@
+# Augmenting declarations: Cython compiles webshocket/_fanout_py.py (through the
+# symlink _fanout_c.py) into webshocket._fanout_c with these C-level types.
+cimport cython
+
+
+cdef class Flusher:
+    cdef public object loop
+    cdef public list dirty
+    cdef public bint scheduled
+
+    cpdef add(self, Sink sink)
+    cpdef flush(self)
+
+
+cdef class Sink:
+    cdef public object transport
+    cdef public bint as_json
+    cdef public bint open
+    cdef public bint blocked
+    cdef public list out
+    cdef public Py_ssize_t out_size
+    cdef public Flusher flusher
+    cdef public Py_ssize_t max_out
+    cdef public bint drop
+    cdef public Py_ssize_t dropped
+    cdef public dict stats
+    cdef public object on_slow
+
+    cpdef send(self, bytes frames)
+    cpdef bint push(self, bytes frames) except -1
+    cpdef bint admit(self, Py_ssize_t size) except -1
+    cpdef slow(self)
+    cpdef flush(self)
+
+
+cdef class Outgoing:
+    cdef public object source
+    cdef public object data
+    cdef public object channel
+    cdef public object packet
+    cdef public object encoded_mp
+    cdef public object encoded_json
+    cdef public object frames_mp
+    cdef public object frames_json
+
+    cpdef bytes encoded(self, bint as_json)
+    cpdef bytes frames(self, bint as_json)
+
+
+@cython.locals(sink=Sink, sent=Py_ssize_t)
+cpdef Py_ssize_t fan_out(object recipients, Outgoing out, object excluded, object predicate) except -1

@@ -1,0 +1,755 @@
+"""Hostile and broken input over real sockets.
+
+Bad packets never close the connection by themselves (PROTOCOL.md): a malformed RPC request
+whose ``call_id`` can be read gets an INVALID_PARAMS reply, anything else reaches
+``on_receive`` as an UNKNOWN packet carrying the raw bytes. Only WebSocket-level violations
+(invalid UTF-8 in a text frame) close the offending connection, and never another one.
+Nothing may reach the event loop's exception handler or be logged at ERROR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import os
+import socket
+import struct
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import pytest
+from conftest import HOST, connected_client, running_server, wait_until
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rawws import BINARY, CLOSE, CONTINUATION, FRAMEWORK, TEXT, RawWebSocket, frame_bytes, request_map
+
+from webshocket import (
+    ClientConnection,
+    Packet,
+    PacketSource,
+    WebSocketClient,
+    WebSocketHandler,
+    WebSocketServer,
+    rpc_method,
+)
+
+Conn = ClientConnection[Any]
+INVALID_PARAMS = -32602
+
+
+class HostileHandler(WebSocketHandler[Any]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: list[tuple[Conn, Packet[Any]]] = []
+        self.calls = 0
+
+    async def on_receive(self, connection: Conn, packet: Packet[Any]) -> None:
+        self.received.append((connection, packet))
+
+    @rpc_method()
+    async def echo(self, connection: Conn, value: Any) -> Any:
+        self.calls += 1
+        return value
+
+    @rpc_method()
+    async def noop(self, connection: Conn, *args: Any, **kwargs: Any) -> None:
+        self.calls += 1
+
+    @rpc_method()
+    async def ping(self, connection: Conn) -> str:
+        return "pong"
+
+
+# ---------------------------------------------------------------------------- error watch
+
+
+@dataclass
+class Errors:
+    loop: list[dict[str, Any]] = field(default_factory=list)
+    logs: list[logging.LogRecord] = field(default_factory=list)
+
+    def describe(self) -> str:
+        return repr([c.get("message") for c in self.loop] + [r.getMessage() for r in self.logs])
+
+    def __bool__(self) -> bool:
+        return bool(self.loop or self.logs)
+
+
+class _Collect(logging.Handler):
+    def __init__(self, into: list[logging.LogRecord]) -> None:
+        super().__init__(logging.ERROR)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record)
+
+
+def watch(loop: asyncio.AbstractEventLoop, errors: Errors) -> tuple[Any, logging.Handler]:
+    """Collect loop exceptions and ERROR records of the ``webshocket`` loggers into ``errors``."""
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: errors.loop.append(context))
+    handler = _Collect(errors.logs)
+    logging.getLogger("webshocket").addHandler(handler)
+    return previous, handler
+
+
+@asynccontextmanager
+async def watching() -> AsyncIterator[Errors]:
+    loop = asyncio.get_running_loop()
+    errors = Errors()
+    previous, handler = watch(loop, errors)
+    try:
+        yield errors
+    finally:
+        loop.set_exception_handler(previous)
+        logging.getLogger("webshocket").removeHandler(handler)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def dialect(as_json: bool) -> str | None:
+    return None if as_json else FRAMEWORK
+
+
+def opcode_for(payload: bytes, as_json: bool) -> int:
+    """TEXT for JSON that is valid UTF-8 (as a browser would send), else BINARY."""
+    if as_json:
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return BINARY
+        return TEXT
+    return BINARY
+
+
+def enc(obj: Any, as_json: bool) -> bytes:
+    return json.dumps(obj).encode() if as_json else msgpack.packb(obj, use_bin_type=True)
+
+
+async def assert_alive(ws: RawWebSocket, as_json: bool, call_id: str) -> None:
+    """The very next packet answers a normal RPC: nothing else was sent meanwhile."""
+    ws.send_frame(opcode_for(b"", as_json), enc(request_map("echo", call_id, call_id=call_id), as_json))
+    packet = await ws.read_packet(as_json)
+    assert packet["source"] == 5, packet
+    assert (packet["rpc"]["call_id"], packet["rpc"]["response"], packet["rpc"]["error"]) == (call_id, call_id, None)
+
+
+def unknowns_of(handler: HostileHandler, conn: Conn) -> list[bytes]:
+    out = []
+    for who, packet in handler.received:
+        if who is conn:
+            assert packet.source is PacketSource.UNKNOWN and int(packet.source) == 3, packet
+            assert isinstance(packet.data, bytes)
+            out.append(packet.data)
+    return out
+
+
+@dataclass
+class Setup:
+    server: WebSocketServer[Any]
+    handler: HostileHandler
+    ws: RawWebSocket  # the hostile client
+    conn: Conn  # its server-side connection
+    bystander: WebSocketClient
+
+    def unknowns(self) -> list[bytes]:
+        return unknowns_of(self.handler, self.conn)
+
+    async def bystander_ok(self) -> None:
+        assert (await self.bystander.send_rpc("ping", timeout=2)).data == "pong"
+
+
+@asynccontextmanager
+async def hostile_setup(as_json: bool) -> AsyncIterator[Setup]:
+    async with running_server(HostileHandler) as server, connected_client(server) as bystander:
+        handler = server.handler
+        assert isinstance(handler, HostileHandler)
+        await wait_until(lambda: len(server.clients) == 1)
+        known = set(server.clients)
+        ws = await RawWebSocket.connect(server.port, dialect(as_json))
+        try:
+            await wait_until(lambda: len(server.clients) == 2)
+            (conn,) = server.clients - known
+            yield Setup(server, handler, ws, conn, bystander)
+        finally:
+            await ws.close()
+
+
+MSGPACK_GARBAGE: list[bytes] = [
+    b"",
+    b"\xc1",  # the one byte msgpack never uses
+    b"\x82\xa6source",  # truncated map
+    b"\x92\x01",  # truncated array
+    b"\x81\xa6source\x04\xc1",
+    msgpack.packb([1, 2]),
+    msgpack.packb("just a string"),
+    msgpack.packb(42),
+    msgpack.packb(None),
+    msgpack.packb({"data": 1}),  # no source
+    *(msgpack.packb({"source": s, "data": 1}) for s in (0, 6, 99, -1, "5", 2**40, 5.0, True, None, [5], {"x": 5})),
+    msgpack.packb({"source": 4}) + b"\x00",  # trailing bytes
+    b"\x81\x91\x01\x02",  # unhashable (array) key
+    b"\x82\xa6source\x04\xa4data\xa2\xff\xfe",  # invalid UTF-8 in a str
+    b'{"source": 4, "data": 1}',  # JSON to a msgpack connection
+    msgpack.packb({"source": 5, "rpc": "call me"}),
+    msgpack.packb({"source": 5, "rpc": [1, 2]}),
+    msgpack.packb({"source": 5, "rpc": {"type": "bogus", "call_id": "x"}}),
+    msgpack.packb({"source": 5, "rpc": {"type": "response", "call_id": "x", "error": 12345}}),
+    msgpack.packb({"source": 5, "rpc": {"type": "response", "call_id": 7}}),
+    msgpack.packb({"source": 4, "timestamp": "yesterday"}),
+    msgpack.packb({"source": 4, "channel": 5}),
+    msgpack.packb({"source": 4, "correlation_id": [1]}),
+    b"\x82\xa6source\x04\xa4data\xd4\xff\x00",  # timestamp ext of the wrong length
+]
+
+JSON_GARBAGE: list[bytes] = [
+    b"",
+    b"{",
+    b"not json",
+    b'{"source": 4,}',
+    b"[1, 2]",
+    b'"str"',
+    b"42",
+    b"null",
+    b'{"data": 1}',
+    *(
+        f'{{"source": {s}, "data": 1}}'.encode()
+        for s in ("0", "6", "99", "-1", '"5"', "5.0", "true", "null", "[5]", "1e400")
+    ),
+    b'{"source": 4} trailing',
+    b'{"source": 4, "data": "\xff"}',  # invalid UTF-8 in a binary frame
+    msgpack.packb({"source": 4, "data": 1}),  # msgpack to a JSON connection
+    b'{"source": 5, "rpc": "call me"}',
+    b'{"source": 5, "rpc": {"type": "bogus", "call_id": "x"}}',
+    b'{"source": 5, "rpc": {"type": "response", "call_id": "x", "error": 12345}}',
+    b'{"source": 4, "timestamp": "yesterday"}',
+]
+
+
+# ---------------------------------------------------------------------------- garbage
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["msgpack", "json"])
+async def test_garbage_becomes_unknown_packets_and_the_connection_keeps_working(as_json: bool) -> None:
+    garbage = JSON_GARBAGE if as_json else MSGPACK_GARBAGE
+    async with watching() as errors, hostile_setup(as_json) as t:
+        for i, message in enumerate(garbage):
+            t.ws.send_frame(opcode_for(message, as_json), message)
+            if i % 5 == 0:
+                await assert_alive(t.ws, as_json, f"alive-{i}")
+        await assert_alive(t.ws, as_json, "alive-end")
+        await wait_until(lambda: len(t.unknowns()) == len(garbage), timeout=2.0)
+        assert t.unknowns() == garbage  # in order, raw bytes, one each
+        assert t.handler.calls == 1 + (len(garbage) - 1) // 5 + 1  # only the liveness probes ran
+        await t.bystander_ok()
+        assert len(t.server.clients) == 2
+    assert not errors, errors.describe()
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["msgpack", "json"])
+@pytest.mark.parametrize(
+    "rpc",
+    [
+        {"type": "request", "method": 5, "call_id": "abc"},
+        {"type": "request", "method": None, "args": [], "kwargs": {}, "call_id": "abc"},
+        {"type": "request", "call_id": "abc"},
+        {"type": "request", "method": ["echo"], "call_id": "abc"},
+        {"type": "request", "method": "echo", "args": "not a list", "call_id": "abc"},
+        {"type": "request", "method": "echo", "args": {"value": 1}, "call_id": "abc"},
+        {"type": "request", "method": "echo", "args": 5, "call_id": "abc"},
+        {"type": "request", "method": "echo", "args": [1], "kwargs": [1, 2], "call_id": "abc"},
+        {"type": "request", "method": "echo", "args": [1], "kwargs": "value=1", "call_id": "abc"},
+    ],
+    ids=[
+        "method-int",
+        "method-null",
+        "method-missing",
+        "method-list",
+        "args-str",
+        "args-map",
+        "args-int",
+        "kwargs-list",
+        "kwargs-str",
+    ],
+)
+async def test_rpc_with_wrong_field_types_gets_invalid_params_reply(rpc: dict[str, Any], as_json: bool) -> None:
+    async with watching() as errors, hostile_setup(as_json) as t:
+        message = enc({"source": 5, "rpc": rpc}, as_json)
+        t.ws.send_frame(opcode_for(message, as_json), message)
+        reply = await t.ws.read_packet(as_json, timeout=2)
+        assert reply["source"] == 5
+        answer = reply["rpc"]
+        assert answer["type"] == "response"
+        assert answer["call_id"] == "abc"
+        assert answer["error"] == INVALID_PARAMS
+        assert answer["is_stream"] is False
+        assert isinstance(answer["response"], str) and answer["response"]
+        await assert_alive(t.ws, as_json, "after")  # exactly one reply, and the connection works
+        assert t.handler.calls == 1
+        await t.bystander_ok()
+    assert not errors, errors.describe()
+
+
+async def test_kwargs_with_non_string_keys_gets_invalid_params_reply() -> None:
+    async with watching() as errors, hostile_setup(False) as t:
+        for key in (1, b"bytes", None, 2.5):
+            rpc = {"type": "request", "method": "noop", "args": [], "kwargs": {key: 1}, "call_id": "abc"}
+            t.ws.send_frame(BINARY, msgpack.packb({"source": 5, "rpc": rpc}, use_bin_type=True))
+            answer = (await t.ws.read_packet(timeout=2))["rpc"]
+            assert (answer["call_id"], answer["error"]) == ("abc", INVALID_PARAMS), key
+        await assert_alive(t.ws, False, "after")
+        assert t.handler.calls == 1
+    assert not errors, errors.describe()
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["msgpack", "json"])
+@pytest.mark.parametrize("call_id", [5, ["abc"], {"id": "abc"}, True, 1.5], ids=["int", "list", "map", "bool", "float"])
+async def test_rpc_with_unreadable_call_id_is_not_answered_and_harmless(call_id: Any, as_json: bool) -> None:
+    async with watching() as errors, hostile_setup(as_json) as t:
+        message = enc(request_map("echo", "x", call_id=call_id), as_json)
+        t.ws.send_frame(opcode_for(message, as_json), message)
+        await assert_alive(t.ws, as_json, "after")  # the next packet is this reply: garbage got none
+        assert t.handler.calls == 1
+        assert set(t.unknowns()) <= {message}  # delivered as UNKNOWN, or dropped
+        await t.bystander_ok()
+    assert not errors, errors.describe()
+
+
+# ---------------------------------------------------------------------------- WebSocket-level violations
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["msgpack", "json"])
+@pytest.mark.parametrize("fragmented", [False, True], ids=["one-frame", "fragmented"])
+async def test_invalid_utf8_in_a_text_frame_closes_1007_that_connection_only(as_json: bool, fragmented: bool) -> None:
+    async with watching() as errors, hostile_setup(as_json) as t:
+        other = await RawWebSocket.connect(t.server.port, dialect(as_json))
+        try:
+            bad = b'{"source": 4, "data": "\xc3\x28"}'
+            if fragmented:
+                t.ws.send_frame(TEXT, bad[:5], fin=False)
+                t.ws.send_frame(CONTINUATION, bad[5:])
+            else:
+                t.ws.send_frame(TEXT, bad)
+            assert (await t.ws.read_close(timeout=2)).close_code == 1007
+            await t.ws.wait_eof(timeout=2)
+            await wait_until(lambda: t.conn not in t.server.clients, timeout=2.0)
+            assert t.unknowns() == []
+            await assert_alive(other, as_json, "other")
+            await t.bystander_ok()
+            assert len(t.server.clients) == 2
+        finally:
+            await other.close()
+    assert not errors, errors.describe()
+
+
+# ---------------------------------------------------------------------------- nesting and declared lengths
+
+
+def deep_msgpack(levels: int, maps: bool = False) -> bytes:
+    return (b"\x81\xa1k" if maps else b"\x91") * levels + b"\xc0"
+
+
+def in_packet(value: bytes) -> bytes:
+    """A msgpack CUSTOM packet whose ``data`` is the already-encoded ``value``."""
+    return b"\x82\xa6source\x04\xa4data" + value
+
+
+DEEP_MSGPACK = {
+    "array-1025": in_packet(deep_msgpack(1025)),
+    "array-100k": in_packet(deep_msgpack(100_000)),
+    "map-1100": in_packet(deep_msgpack(1100, maps=True)),
+    "bare-array-100k": deep_msgpack(100_000),
+    "rpc-args-5000": b"\x82\xa6source\x05\xa3rpc\x85\xa4type\xa7request\xa6method\xa4echo\xa4args"
+    + deep_msgpack(5000)
+    + b"\xa6kwargs\x80\xa7call_id\xa1x",
+}
+DEEP_JSON = {
+    "array-100k": b"[" * 100_000 + b"]" * 100_000,
+    "packet-array-100k": b'{"source": 4, "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    "packet-object-50k": b'{"source": 4, "data": ' + b'{"a": ' * 50_000 + b"1" + b"}" * 50_000 + b"}",
+    "rpc-args-100k": b'{"source": 5, "rpc": {"type": "request", "method": "echo", "args": '
+    + b"[" * 100_000
+    + b"]" * 100_000
+    + b', "call_id": "x"}}',
+}
+
+
+@pytest.mark.parametrize(
+    ("as_json", "name"), [(False, n) for n in DEEP_MSGPACK] + [(True, n) for n in DEEP_JSON], ids=lambda v: str(v)
+)
+async def test_deeply_nested_input_is_refused_without_harm(as_json: bool, name: str) -> None:
+    message = (DEEP_JSON if as_json else DEEP_MSGPACK)[name]
+    async with watching() as errors, hostile_setup(as_json) as t:
+        t.ws.send_frame(opcode_for(message, as_json), message)
+        await assert_alive(t.ws, as_json, "after")
+        await wait_until(lambda: len(t.unknowns()) == 1, timeout=2.0)
+        assert t.unknowns() == [message]
+        assert t.handler.calls == 1
+        await t.bystander_ok()
+    assert not errors, errors.describe()
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["msgpack", "json"])
+async def test_moderately_nested_data_is_still_a_valid_packet(as_json: bool) -> None:
+    value: Any = "core"
+    for _ in range(500):
+        value = [value]
+    async with watching() as errors, hostile_setup(as_json) as t:
+        message = enc({"source": 4, "data": value}, as_json)
+        t.ws.send_frame(opcode_for(message, as_json), message)
+        await wait_until(lambda: len(t.handler.received) == 1, timeout=2.0)
+        packet = t.handler.received[0][1]
+        assert (packet.source, packet.data) == (PacketSource.CUSTOM, value)
+    assert not errors, errors.describe()
+
+
+HUGE = b"\xff\xff\xff\xff"
+HUGE_LENGTHS = {
+    "str32": b"\xdb" + HUGE + b"abc",
+    "bin32": b"\xc6" + HUGE + b"abc",
+    "array32": b"\xdd" + HUGE + b"\x01\x02",
+    "map32": b"\xdf" + HUGE + b"\x01\x02",
+    "ext32": b"\xc9" + HUGE + b"\x05abc",
+    "packet-map32": b"\xdf" + HUGE + b"\xa6source\x04",
+    "data-str32": in_packet(b"\xdb" + HUGE + b"abc"),
+    "data-array32": in_packet(b"\xdd" + HUGE + b"\xc0\xc0"),
+    "data-map32": in_packet(b"\xdf" + HUGE + b"\xc0\xc0"),
+    "data-array16": in_packet(b"\xdc\xff\xff\x01"),
+    "args-array32": b"\x82\xa6source\x05\xa3rpc\x85\xa4type\xa7request\xa6method\xa4echo\xa4args\xdd" + HUGE + b"\x01",
+    "rpc-map32": b"\x82\xa6source\x05\xa3rpc\xdf" + HUGE + b"\xa4type\xa7request",
+    "key-str32": b"\x81\xdb" + HUGE + b"source",
+}
+
+
+@pytest.mark.parametrize("name", list(HUGE_LENGTHS))
+async def test_huge_declared_lengths_are_refused_without_allocating(name: str) -> None:
+    message = HUGE_LENGTHS[name]
+    async with watching() as errors, hostile_setup(False) as t:
+        t.ws.send_frame(BINARY, message)
+        await assert_alive(t.ws, False, "after")
+        await wait_until(lambda: len(t.unknowns()) == 1, timeout=2.0)
+        assert t.unknowns() == [message]
+        await t.bystander_ok()
+    assert not errors, errors.describe()
+
+
+async def test_hostile_barrage_on_two_dialects_leaves_a_bystander_untouched() -> None:
+    async with watching() as errors, running_server(HostileHandler) as server, connected_client(server) as bystander:
+        mp = await RawWebSocket.connect(server.port, FRAMEWORK)
+        js = await RawWebSocket.connect(server.port)
+        try:
+            await wait_until(lambda: len(server.clients) == 3)
+            streams = [
+                (mp, False, [*MSGPACK_GARBAGE, *DEEP_MSGPACK.values(), *HUGE_LENGTHS.values()]),
+                (js, True, [*JSON_GARBAGE, *DEEP_JSON.values()]),
+            ]
+            for round_ in range(3):
+                for ws, as_json, messages in streams:
+                    for message in messages:
+                        ws.send_frame(opcode_for(message, as_json), message)
+                results = await asyncio.gather(*(bystander.send_rpc("ping", timeout=2) for _ in range(20)))
+                assert [r.data for r in results] == ["pong"] * 20
+                for ws, as_json, _ in streams:
+                    await assert_alive(ws, as_json, f"round-{round_}")
+            assert len(server.clients) == 3
+            total = sum(len(m) for _, _, m in streams) * 3
+            await wait_until(lambda: len(server.handler.received) == total, timeout=3.0)
+        finally:
+            await mp.close()
+            await js.close()
+    assert not errors, errors.describe()
+
+
+# ---------------------------------------------------------------------------- property-based
+
+
+class SyncWS:
+    """A blocking raw WebSocket client, for use from hypothesis examples."""
+
+    def __init__(self, port: int, subprotocol: str | None) -> None:
+        self.sock = socket.create_connection((HOST, port), timeout=5)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = bytearray()
+        key = base64.b64encode(os.urandom(16)).decode()
+        lines = [
+            "GET / HTTP/1.1",
+            f"Host: {HOST}:{port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13",
+        ]
+        if subprotocol:
+            lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        while b"\r\n\r\n" not in self.buffer:
+            self._fill()
+        end = self.buffer.index(b"\r\n\r\n") + 4
+        head = bytes(self.buffer[:end]).decode("latin-1")
+        del self.buffer[:end]
+        assert head.startswith("HTTP/1.1 101"), head
+        accept = base64.b64encode(hashlib.sha1(key.encode() + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        assert accept.decode() in head
+        self.closed: int | None = None
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("server hung up")
+        self.buffer.extend(chunk)
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            self._fill()
+        out = bytes(self.buffer[:n])
+        del self.buffer[:n]
+        return out
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        self.sock.sendall(frame_bytes(opcode, payload))
+
+    def recv_message(self) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            first, second = self._take(2)
+            size = second & 0x7F
+            if size == 126:
+                (size,) = struct.unpack("!H", self._take(2))
+            elif size == 127:
+                (size,) = struct.unpack("!Q", self._take(8))
+            payload = self._take(size)
+            opcode = first & 0x0F
+            if opcode == CLOSE:
+                self.closed = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+                raise ConnectionError(f"server closed the connection with {self.closed}: {payload[2:]!r}")
+            if opcode >= 0x8:
+                continue
+            parts.append(payload)
+            if first & 0x80:
+                return b"".join(parts)
+
+    def close(self) -> None:
+        try:
+            self.send(CLOSE, struct.pack("!H", 1000))
+        except OSError:
+            pass
+        self.sock.close()
+
+
+class LiveServer:
+    """A server running in its own thread and event loop, watched for errors."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.errors = Errors()
+        self._previous, self._log_handler = watch(self.loop, self.errors)
+        self.thread = threading.Thread(target=self.loop.run_forever, name="live-server", daemon=True)
+        self.thread.start()
+        self.server: Any = self.call(self._start())
+        self.connections: dict[bool, SyncWS] = {}
+        self.sequence = 0
+
+    async def _start(self) -> Any:
+        from webshocket import WebSocketServer
+
+        return await WebSocketServer(HOST, 0, clientHandler=HostileHandler).start()
+
+    def call(self, coro: Any, timeout: float = 10) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def connection(self, as_json: bool) -> SyncWS:
+        ws = self.connections.get(as_json)
+        if ws is None or ws.closed is not None:
+            ws = self.connections[as_json] = SyncWS(self.server.port, dialect(as_json))
+        return ws
+
+    def sync(self, as_json: bool) -> None:
+        """A normal RPC still gets its answer; every packet before it is a well-formed packet."""
+        ws = self.connection(as_json)
+        self.sequence += 1
+        call_id = f"sync-{self.sequence}"
+        ws.send(TEXT if as_json else BINARY, enc(request_map("ping", call_id=call_id), as_json))
+        while True:
+            raw = ws.recv_message()
+            packet = json.loads(raw) if as_json else msgpack.unpackb(raw, raw=False, strict_map_key=False)
+            assert isinstance(packet, dict) and packet["source"] == 5, packet
+            rpc = packet["rpc"]
+            assert rpc["type"] == "response" and isinstance(rpc["call_id"], str)
+            assert rpc["error"] is None or rpc["error"] in (-32601, -32602, -32603, -32001), rpc
+            if rpc["call_id"] == call_id:
+                assert (rpc["response"], rpc["error"]) == ("pong", None)
+                return
+
+    def stop(self) -> None:
+        for ws in self.connections.values():
+            ws.close()
+        self.call(self.server.close(timeout=2))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+        logging.getLogger("webshocket").removeHandler(self._log_handler)
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[LiveServer]:
+    server = LiveServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+KEYS = ["source", "data", "rpc", "channel", "timestamp", "correlation_id"]
+RPC_KEYS = ["type", "method", "args", "kwargs", "call_id", "response", "error", "is_stream", "is_end"]
+
+
+def values(as_json: bool) -> st.SearchStrategy[Any]:
+    scalars: st.SearchStrategy[Any] = (
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**63), 2**64 - 1)
+        | st.floats(allow_nan=not as_json, allow_infinity=not as_json)
+        | st.text(max_size=12)
+        | st.sampled_from(KEYS + RPC_KEYS + ["request", "response", "echo", "noop", "ping", "__abort__"])
+    )
+    if not as_json:
+        scalars = scalars | st.binary(max_size=12)
+    keys = st.text(max_size=8) | st.sampled_from(KEYS + RPC_KEYS)
+    if not as_json:
+        keys = keys | st.integers(-5, 5) | st.none() | st.booleans()
+    return st.recursive(
+        scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4), max_leaves=10
+    )
+
+
+def packets(as_json: bool) -> st.SearchStrategy[Any]:
+    """Maps shaped like packets, with fields of the right and of the wrong types."""
+    value = values(as_json)
+    rpc = st.fixed_dictionaries(
+        {},
+        optional={
+            "type": st.sampled_from(["request", "response", "other"]) | value,
+            "method": st.sampled_from(["echo", "noop", "ping", "missing", "__abort__"]) | value,
+            "args": st.lists(value, max_size=3) | value,
+            "kwargs": st.dictionaries(st.sampled_from(["value", "x", "y"]), value, max_size=2) | value,
+            "call_id": st.text(max_size=6) | value,
+            "response": value,
+            "error": st.sampled_from([-32601, -32602, -32603, -32000, -32001, -32002]) | value,
+            "is_stream": st.booleans() | value,
+            "is_end": st.booleans() | value,
+        },
+    )
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "source": st.integers(-1, 7) | value,
+            "data": value,
+            "rpc": rpc | value,
+            "channel": st.text(max_size=6) | value,
+            "timestamp": st.floats(allow_nan=False, allow_infinity=False) | value,
+            "correlation_id": st.text(max_size=6) | value,
+        },
+    )
+
+
+def encode_value(obj: Any, as_json: bool) -> bytes:
+    if as_json:
+        return json.dumps(obj).encode()
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+Mutation = tuple[str, int, int, bytes]
+mutations = st.tuples(
+    st.sampled_from(["flip", "truncate", "insert", "delete", "replace"]),
+    st.integers(0, 1 << 20),
+    st.integers(0, 255),
+    st.binary(min_size=1, max_size=8),
+)
+
+
+def mutate(data: bytes, ops: list[Mutation]) -> bytes:
+    buf = bytearray(data)
+    for kind, where, number, blob in ops:
+        pos = where % (len(buf) + 1)
+        if kind == "flip" and buf:
+            buf[pos % len(buf)] ^= 1 << (number % 8)
+        elif kind == "truncate":
+            del buf[pos:]
+        elif kind == "insert":
+            buf[pos:pos] = blob
+        elif kind == "delete":
+            del buf[pos : pos + 1 + number % 8]
+        elif kind == "replace" and buf:
+            buf[pos % len(buf)] = number
+    return bytes(buf)
+
+
+def messages(as_json: bool) -> st.SearchStrategy[bytes]:
+    valid_requests = st.builds(
+        lambda method, args, call_id: encode_value(request_map(method, *args, call_id=call_id), as_json),
+        st.sampled_from(["echo", "noop", "ping", "missing"]),
+        st.lists(values(as_json), max_size=2),
+        st.text(max_size=6),
+    )
+    return st.one_of(
+        st.binary(max_size=64),
+        st.builds(mutate, valid_requests, st.lists(mutations, min_size=1, max_size=4)),
+        st.builds(mutate, packets(as_json).map(lambda p: encode_value(p, as_json)), st.lists(mutations, max_size=2)),
+        values(as_json).map(lambda v: encode_value(v, as_json)),
+        packets(as_json).map(lambda p: encode_value(p, as_json)),
+    )
+
+
+def batches(as_json: bool) -> st.SearchStrategy[list[tuple[bytes, bool]]]:
+    return st.lists(st.tuples(messages(as_json), st.booleans()), min_size=1, max_size=8)
+
+
+def _fuzz(live: LiveServer, as_json: bool, batch: list[tuple[bytes, bool]]) -> None:
+    ws = live.connection(as_json)
+    for payload, as_text in batch:
+        opcode = BINARY
+        if as_text:
+            try:
+                payload.decode("utf-8")
+                opcode = TEXT
+            except UnicodeDecodeError:
+                pass
+        ws.send(opcode, payload)
+    live.sync(as_json)
+    assert not live.errors, live.errors.describe()
+
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(batch=batches(False))
+def test_fuzzed_msgpack_packets_never_break_the_server(live: LiveServer, batch: list[tuple[bytes, bool]]) -> None:
+    _fuzz(live, False, batch)
+
+
+@FUZZ
+@given(batch=batches(True))
+def test_fuzzed_json_packets_never_break_the_server(live: LiveServer, batch: list[tuple[bytes, bool]]) -> None:
+    _fuzz(live, True, batch)
+
+
+def test_fuzzed_server_is_healthy_afterwards(live: LiveServer) -> None:
+    async def check() -> None:
+        async with WebSocketClient(f"ws://{HOST}:{live.server.port}") as client:
+            assert (await client.send_rpc("ping", timeout=2)).data == "pong"
+
+    live.call(check())
+    for as_json in (False, True):
+        live.sync(as_json)
+        assert live.connections[as_json].closed is None
+    assert live.server.handler.received, "the fuzzers delivered nothing to on_receive"
+    assert not live.errors, live.errors.describe()

@@ -1,0 +1,194 @@
+# cython: annotation_typing=False
+"""Pure-Python send path (twin of the compiled ``_fanout_c``, built from this file).
+
+:class:`Sink` is a connection's outgoing side: frames queued during one loop
+iteration leave in one write (:class:`Flusher` writes every dirty sink once the
+iteration's work is done), and a push to a connection whose buffer is full goes
+to the slow-consumer policy. :class:`Outgoing` is one packet encoded and framed
+at most once per dialect; :func:`fan_out` sends it to many connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Collection
+from typing import Any
+
+from ._codec import decode_packet, encode_packet, encode_push, frame
+
+__all__ = ["CLOSE_SLOW_CONSUMER", "SLOW_CONSUMER_GRACE", "Flusher", "Outgoing", "Sink", "fan_out"]
+
+CLOSE_SLOW_CONSUMER = 4008
+"""Close code for a client whose outgoing buffer was above ``max_send_buffer`` when a packet was pushed."""
+SLOW_CONSUMER_GRACE = 2.0
+"""Seconds a slow consumer gets to read its close frame before the connection is aborted."""
+
+
+class Flusher:
+    """Writes the frames every sink queued during a loop iteration, one write per sink."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.dirty: list[Sink] = []
+        self.scheduled = False
+
+    def add(self, sink: Sink) -> None:
+        self.dirty.append(sink)
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.scheduled = False
+        dirty = self.dirty
+        self.dirty = []
+        for sink in dirty:
+            sink.flush()
+
+
+class Sink:
+    """The outgoing side of one connection."""
+
+    def __init__(self, transport: Any, as_json: bool) -> None:
+        self.transport = transport  # picows WSTransport
+        self.as_json = as_json
+        self.open = True
+        self.blocked = False  # the transport's write buffer is above its high-water mark
+        self.out: list[bytes] | None = None  # frames waiting for the end of this loop iteration
+        self.out_size = 0
+        self.flusher: Flusher | None = None  # None: write at once
+        self.max_out = 1024 * 1024
+        self.drop = False  # slow-consumer policy: True "drop", False "disconnect"
+        self.dropped = 0
+        self.stats: dict[str, int] = {"dropped": 0, "slow_consumer_disconnects": 0}
+        self.on_slow: Callable[[], None] | None = None  # closes the connection (policy "disconnect")
+
+    def send(self, frames: bytes) -> None:
+        """Queue ready-made frames (RPC replies: never dropped)."""
+        if not self.open:
+            return
+        out = self.out
+        if out is None:
+            flusher = self.flusher
+            if flusher is None:
+                self.transport.underlying_transport.write(frames)
+                return
+            self.out = [frames]
+            self.out_size = len(frames)
+            flusher.add(self)
+        else:
+            out.append(frames)
+            self.out_size += len(frames)
+
+    def push(self, frames: bytes) -> bool:
+        """Queue a pushed packet (send, publish, broadcast); False if the slow-consumer policy refused it."""
+        if not self.admit(len(frames)):
+            return False
+        self.send(frames)
+        return True
+
+    def admit(self, size: int) -> bool:
+        """May a pushed packet of ``size`` bytes go out? If the buffer is full, apply the policy."""
+        if not self.open:
+            return False
+        if self.blocked or (self.out is not None and self.out_size + size > self.max_out):
+            self.slow()
+            return False
+        return True
+
+    def slow(self) -> None:
+        """A push found the outgoing buffer full: drop and count it, or close (code 4008)."""
+        if self.drop:
+            self.dropped += 1
+            self.stats["dropped"] += 1
+            return
+        self.stats["slow_consumer_disconnects"] += 1
+        if self.on_slow is not None:
+            self.on_slow()
+        # The close frame waits behind unread data: give the client a moment, then abort.
+        asyncio.get_running_loop().call_later(SLOW_CONSUMER_GRACE, _abort, self.transport)
+
+    def flush(self) -> None:
+        """Write the queued frames now."""
+        out = self.out
+        if out is not None:
+            self.out = None
+            transport = self.transport
+            if not transport.is_close_frame_sent and not transport.is_disconnected:
+                if len(out) == 1:
+                    transport.underlying_transport.write(out[0])
+                else:
+                    transport.underlying_transport.writelines(out)
+
+
+def _abort(transport: Any) -> None:
+    if not transport.is_disconnected:
+        transport.disconnect(False)
+
+
+class Outgoing:
+    """One packet on its way to many clients: encoded and framed at most once per dialect."""
+
+    def __init__(self, source: int, data: Any, channel: str | None, packet: Any = None) -> None:
+        self.source = source
+        self.data = data
+        self.channel = channel
+        self.packet = packet
+        self.encoded_mp: bytes | None = None
+        self.encoded_json: bytes | None = None
+        self.frames_mp: bytes | None = None
+        self.frames_json: bytes | None = None
+
+    @staticmethod
+    def from_msgpack(encoded: bytes) -> Outgoing:
+        """A packet that arrived encoded (msgpack) from another node."""
+        out = Outgoing(0, None, None, None)
+        out.encoded_mp = encoded
+        return out
+
+    def encoded(self, as_json: bool) -> bytes:
+        """The packet encoded for one dialect."""
+        if as_json:
+            if self.encoded_json is None:
+                self.encoded_json = self._encode(True)
+            return self.encoded_json
+        if self.encoded_mp is None:
+            self.encoded_mp = self._encode(False)
+        return self.encoded_mp
+
+    def _encode(self, as_json: bool) -> bytes:
+        if self.packet is not None:
+            return encode_packet(self.packet, as_json)  # type: ignore[no-any-return]
+        if self.encoded_mp is not None:  # from another node: re-encode for JSON clients
+            return encode_packet(decode_packet(self.encoded_mp, False), as_json)  # type: ignore[no-any-return]
+        return encode_push(self.source, self.data, self.channel, as_json)  # type: ignore[no-any-return]
+
+    def frames(self, as_json: bool) -> bytes:
+        """The packet framed for one dialect."""
+        if as_json:
+            if self.frames_json is None:
+                self.frames_json = frame(self.encoded(True))
+            return self.frames_json
+        if self.frames_mp is None:
+            self.frames_mp = frame(self.encoded(False))
+        return self.frames_mp
+
+
+def fan_out(
+    recipients: Collection[Any],
+    out: Outgoing,
+    excluded: Collection[Any],
+    predicate: Callable[[Any], bool] | None,
+) -> int:
+    """Send ``out`` to each recipient connection; returns how many got it."""
+    sent = 0
+    # A predicate may (un)subscribe clients: iterate over a snapshot then.
+    for client in tuple(recipients) if predicate is not None else recipients:
+        if excluded and client in excluded:
+            continue
+        if predicate is not None and not predicate(client):
+            continue
+        sink = client._sink
+        if sink.push(out.frames(sink.as_json)):
+            sent += 1
+    return sent
