@@ -19,14 +19,6 @@ from typing import TYPE_CHECKING, Any
 import picows
 from picows import WSCloseCode, WSMsgType
 
-
-def _probe() -> None:
-    """Its type tells whether this module runs as Python or compiled by Cython."""
-
-
-if type(_probe).__name__ == "function":  # pure Python; compiled, the .pxd cimports WSListener instead
-    from picows import *  # noqa: F403
-
 from ._codec import INVALID_REQUEST, decode_packet, encode_response, salvage_call_id
 from ._fanout import Flusher
 from .connection import _CLOSED, ClientConnection
@@ -38,6 +30,14 @@ from .ratelimit import TokenBucket
 
 if TYPE_CHECKING:
     from .server import WebSocketServer
+
+
+def _probe() -> None:
+    """Its type tells whether this module runs as Python or compiled by Cython."""
+
+
+if type(_probe).__name__ == "function":  # pure Python; compiled, the .pxd cimports WSListener instead
+    from picows import *  # noqa: F403
 
 __all__ = ["ServerCore", "ServerListener"]
 
