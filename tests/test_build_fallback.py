@@ -20,7 +20,7 @@ def test_failed_compiler_falls_back_with_a_warning(tmp_path: Path) -> None:
         [sys.executable, "setup.py", "build_ext", "--inplace"], cwd=tree, env=env, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr
-    for name in ("codec", "channels", "ratelimit", "listener"):
+    for name in ("codec", "channels", "ratelimit", "fanout", "listener"):
         assert f"WARNING: building webshocket._{name}_c failed" in proc.stderr
     assert "pure-Python modules" in proc.stderr
     assert not list((tree / "webshocket").glob("*.so"))
