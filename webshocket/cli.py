@@ -143,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--max-subscribed-channels", type=int, default=None, help="subscriptions per connection")
     serve.add_argument(
-        "--graceful-timeout", type=float, default=10.0, help="seconds running RPCs get at shutdown (default: %(default)s)"
+        "--graceful-timeout",
+        type=float,
+        default=10.0,
+        help="seconds RPCs get to finish at shutdown (default: %(default)s)",
     )
     serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="logging level (default: %(default)s)")
 
