@@ -60,7 +60,7 @@ class Sink:
         self.max_out = 1024 * 1024
         self.drop = False  # slow-consumer policy: True "drop", False "disconnect"
         self.dropped = 0
-        self.stats: dict[str, int] = {"dropped": 0, "slow_consumer_disconnects": 0}
+        self.stats: dict[str, int] = {"dropped": 0, "slow_consumer_disconnects": 0, "deliveries": 0}
         self.on_slow: Callable[[], None] | None = None  # closes the connection (policy "disconnect")
 
     def send(self, frames: bytes) -> None:

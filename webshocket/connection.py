@@ -235,7 +235,8 @@ class ClientConnection(Generic[TState]):
             payload = encode_packet(data, self._json)
         else:
             payload = encode_push(_CUSTOM, data, None, self._json)
-        self._push(payload, chunk_size)
+        if self._push(payload, chunk_size):
+            self._sink.stats["deliveries"] += 1
 
     # ------------------------------------------------------------------ receiving
 

@@ -20,7 +20,21 @@ if TYPE_CHECKING:
     from .backplane import BackplaneBridge
     from .connection import ClientConnection
 
-__all__ = ["DefaultWebSocketHandler", "WebSocketHandler"]
+__all__ = ["STAT_NAMES", "DefaultWebSocketHandler", "WebSocketHandler"]
+
+STAT_NAMES = (
+    "connections_opened",
+    "connections_closed",
+    "rpc_calls",
+    "rpc_errors",
+    "rate_limited",
+    "publishes",
+    "broadcasts",
+    "deliveries",
+    "dropped",
+    "slow_consumer_disconnects",
+)
+"""Counters a server keeps (``server.stats``; ``server.metrics()`` adds gauges)."""
 
 TState = TypeVar("TState", bound=SessionState)
 _CHANNEL = int(PacketSource.CHANNEL)
@@ -63,6 +77,7 @@ class WebSocketHandler(Generic[TState]):
         self.patterns: dict[str, set[ClientConnection[Any]]] = self._index.patterns
         self._rpc_methods: dict[str, RPCMethod] = {}
         self._bridge: BackplaneBridge | None = None  # set by the server when it has a backplane
+        self._stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)  # the server's counters once started
         for name, func in inspect.getmembers(type(self)):
             if getattr(func, "_is_rpc_method", False):
                 bound = getattr(self, name)
@@ -169,7 +184,8 @@ class WebSocketHandler(Generic[TState]):
             out = Outgoing(_CHANNEL, data, name, packet)
             recipients = self._index.subscribers(name)
             if recipients:
-                fan_out(recipients, out, excluded, predicate)
+                self._stats["deliveries"] += fan_out(recipients, out, excluded, predicate)
+            self._stats["publishes"] += 1
             if bridge is not None:
                 bridge.publish(name, out.encoded(False), spec)
 
@@ -199,7 +215,8 @@ class WebSocketHandler(Generic[TState]):
         spec = predicate_spec(predicate) if bridge is not None else None  # fails before sending anything
         out = Outgoing(_BROADCAST, data, None, packet)
         if self.clients:
-            fan_out(self.clients, out, _as_set(exclude), predicate)
+            self._stats["deliveries"] += fan_out(self.clients, out, _as_set(exclude), predicate)
+        self._stats["broadcasts"] += 1
         if bridge is not None:
             bridge.publish(None, out.encoded(False), spec)
 
@@ -214,7 +231,7 @@ class WebSocketHandler(Generic[TState]):
         else:
             return
         if recipients:
-            fan_out(recipients, Outgoing.from_msgpack(packet), (), predicate)
+            self._stats["deliveries"] += fan_out(recipients, Outgoing.from_msgpack(packet), (), predicate)
 
 
 def _as_set(exclude: Iterable[Any] | None) -> Collection[Any]:

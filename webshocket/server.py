@@ -133,18 +133,7 @@ class WebSocketServer(Generic[H]):
         self._server: asyncio.Server | None = None
         self._core: Any = None
         self._accept_queue: asyncio.Queue[ClientConnection[Any]] | None = None
-        self.stats: dict[str, int] = dict.fromkeys(
-            (
-                "connections_opened",
-                "connections_closed",
-                "rpc_calls",
-                "rpc_errors",
-                "rate_limited",
-                "dropped",
-                "slow_consumer_disconnects",
-            ),
-            0,
-        )
+        self.stats: dict[str, int] = self.handler._stats  # counters, see STAT_NAMES
 
     # ------------------------------------------------------------------ properties
 
@@ -157,6 +146,22 @@ class WebSocketServer(Generic[H]):
     def channels(self) -> dict[str, set[ClientConnection[Any]]]:
         """Exact channel name -> subscribers."""
         return self.handler.channels
+
+    def metrics(self) -> dict[str, int]:
+        """Counters (:data:`~webshocket.handler.STAT_NAMES`) and gauges, as a new dict.
+
+        Gauges: ``connections`` (connected now), ``channels`` and ``patterns``
+        (with subscribers), ``rpc_running`` and ``rpc_queued`` (in this server).
+        """
+        core = self._core
+        return {
+            **self.stats,
+            "connections": len(self.handler.clients),
+            "channels": len(self.handler.channels),
+            "patterns": len(self.handler.patterns),
+            "rpc_running": core.running if core is not None else 0,
+            "rpc_queued": len(core.waiting) if core is not None else 0,
+        }
 
     @property
     def address(self) -> tuple[str, int]:
