@@ -5,23 +5,40 @@ True for JSON (generic clients). Decoding never raises: a message that is not a
 valid packet becomes an UNKNOWN packet carrying the raw bytes.
 """
 
-from ._ext import load
+from typing import TYPE_CHECKING
 
-_impl = load("codec")
+if TYPE_CHECKING:  # both implementations have the pure twin's API
+    from ._codec_py import (
+        INVALID_REQUEST,
+        Packet,
+        RPCRequest,
+        RPCResponse,
+        decode_packet,
+        encode_packet,
+        encode_push,
+        encode_request,
+        encode_response,
+        frame,
+        salvage_call_id,
+    )
+else:
+    from ._ext import load
 
-Packet = _impl.Packet
-RPCRequest = _impl.RPCRequest
-RPCResponse = _impl.RPCResponse
-decode_packet = _impl.decode_packet
-encode_packet = _impl.encode_packet
-encode_push = _impl.encode_push
-encode_response = _impl.encode_response
-encode_request = _impl.encode_request
-salvage_call_id = _impl.salvage_call_id
-frame = _impl.frame
-INVALID_REQUEST: str = _impl.INVALID_REQUEST
+    _impl = load("codec")
+    Packet = _impl.Packet
+    RPCRequest = _impl.RPCRequest
+    RPCResponse = _impl.RPCResponse
+    decode_packet = _impl.decode_packet
+    encode_packet = _impl.encode_packet
+    encode_push = _impl.encode_push
+    encode_response = _impl.encode_response
+    encode_request = _impl.encode_request
+    salvage_call_id = _impl.salvage_call_id
+    frame = _impl.frame
+    INVALID_REQUEST = _impl.INVALID_REQUEST
 
 __all__ = [
+    "INVALID_REQUEST",
     "Packet",
     "RPCRequest",
     "RPCResponse",
@@ -30,4 +47,6 @@ __all__ = [
     "encode_push",
     "encode_request",
     "encode_response",
+    "frame",
+    "salvage_call_id",
 ]

@@ -167,7 +167,7 @@ class Packet(Generic[RType]):
     ) -> None:
         self.source = source
         self.data = data
-        self.rpc = rpc
+        self.rpc: RType | None = rpc
         self.channel = channel
         self.timestamp = timestamp
         self.correlation_id = correlation_id
@@ -563,7 +563,7 @@ def frame(payload: bytes) -> bytes:
     size = len(payload)
     if size <= FRAME_SIZE:
         return _header(0x82, size) + payload
-    parts = []
+    parts: list[bytes | memoryview] = []
     view = memoryview(payload)
     for offset in range(0, size, FRAME_SIZE):
         chunk = view[offset : offset + FRAME_SIZE]

@@ -1,14 +1,25 @@
 """The send path in use (compiled ``_fanout_c`` or pure ``_fanout_py``)."""
 
-from ._ext import load
+from typing import TYPE_CHECKING
 
-_impl = load("fanout")
+if TYPE_CHECKING:  # both implementations have the pure twin's API
+    from ._fanout_py import (
+        CLOSE_SLOW_CONSUMER,
+        SLOW_CONSUMER_GRACE,
+        Flusher,
+        Outgoing,
+        Sink,
+        fan_out,
+    )
+else:
+    from ._ext import load
 
-CLOSE_SLOW_CONSUMER: int = _impl.CLOSE_SLOW_CONSUMER
-SLOW_CONSUMER_GRACE: float = _impl.SLOW_CONSUMER_GRACE
-Flusher = _impl.Flusher
-Outgoing = _impl.Outgoing
-Sink = _impl.Sink
-fan_out = _impl.fan_out
+    _impl = load("fanout")
+    CLOSE_SLOW_CONSUMER = _impl.CLOSE_SLOW_CONSUMER
+    SLOW_CONSUMER_GRACE = _impl.SLOW_CONSUMER_GRACE
+    Flusher = _impl.Flusher
+    Outgoing = _impl.Outgoing
+    Sink = _impl.Sink
+    fan_out = _impl.fan_out
 
 __all__ = ["CLOSE_SLOW_CONSUMER", "SLOW_CONSUMER_GRACE", "Flusher", "Outgoing", "Sink", "fan_out"]

@@ -158,10 +158,10 @@ class Outgoing:
 
     def _encode(self, as_json: bool) -> bytes:
         if self.packet is not None:
-            return encode_packet(self.packet, as_json)  # type: ignore[no-any-return]
+            return encode_packet(self.packet, as_json)
         if self.encoded_mp is not None:  # from another node: re-encode for JSON clients
-            return encode_packet(decode_packet(self.encoded_mp, False), as_json)  # type: ignore[no-any-return]
-        return encode_push(self.source, self.data, self.channel, as_json)  # type: ignore[no-any-return]
+            return encode_packet(decode_packet(self.encoded_mp, False), as_json)
+        return encode_push(self.source, self.data, self.channel, as_json)
 
     def frames(self, as_json: bool) -> bytes:
         """The packet framed for one dialect."""

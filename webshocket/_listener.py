@@ -1,12 +1,21 @@
 """The connection listener in use (compiled ``_listener_c`` or pure ``_listener_py``)."""
 
-from ._ext import load
+from typing import TYPE_CHECKING
 
-_impl = load("listener")
+if TYPE_CHECKING:  # both implementations have the pure twin's API
+    from ._listener_py import (
+        ServerCore,
+        ServerListener,
+        close_reply,
+        valid_close_code,
+    )
+else:
+    from ._ext import load
 
-ServerCore = _impl.ServerCore
-ServerListener = _impl.ServerListener
-close_reply = _impl.close_reply
-valid_close_code = _impl.valid_close_code
+    _impl = load("listener")
+    ServerCore = _impl.ServerCore
+    ServerListener = _impl.ServerListener
+    close_reply = _impl.close_reply
+    valid_close_code = _impl.valid_close_code
 
 __all__ = ["ServerCore", "ServerListener", "close_reply", "valid_close_code"]

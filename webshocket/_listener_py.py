@@ -382,7 +382,7 @@ class ServerCore:
             _logger.exception("on_disconnect raised for %s", conn.remote_address)
 
 
-class ServerListener(WSListener):  # type: ignore[misc]  # noqa: F405
+class ServerListener(WSListener):  # noqa: F405
     """picows listener of one server-side connection."""
 
     __slots__ = (
@@ -410,13 +410,14 @@ class ServerListener(WSListener):  # type: ignore[misc]  # noqa: F405
 
     def on_ws_connected(self, transport: picows.WSTransport) -> None:
         server = self.core.server
-        self.conn = conn = ClientConnection(
+        conn: ClientConnection[Any] = ClientConnection(
             transport,
             self.core.handler,
             self.client_type,
             server._packet_qsize,
             server._max_subscribed_channels,
         )
+        self.conn = conn
         self.core.connected(self, conn)
 
     def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
@@ -531,7 +532,7 @@ def close_reply(frame: picows.WSFrame) -> tuple[WSCloseCode, bytes]:
     if frame.payload_size == 0:
         return WSCloseCode.OK, b""
     code = frame.get_close_code()
-    if not valid_close_code(int(code)):
+    if not valid_close_code(code.value if isinstance(code, WSCloseCode) else int(code)):
         return WSCloseCode.PROTOCOL_ERROR, b"Invalid close code"
     return code, frame.get_close_message()
 

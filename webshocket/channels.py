@@ -1,10 +1,17 @@
 """Channel index in use (compiled ``_channels_c`` or pure ``_channels_py``)."""
 
-from ._ext import load
+from typing import TYPE_CHECKING
 
-_impl = load("channels")
+if TYPE_CHECKING:  # both implementations have the pure twin's API
+    from ._channels_py import (
+        ChannelIndex,
+        is_pattern,
+    )
+else:
+    from ._ext import load
 
-ChannelIndex = _impl.ChannelIndex
-is_pattern = _impl.is_pattern
+    _impl = load("channels")
+    ChannelIndex = _impl.ChannelIndex
+    is_pattern = _impl.is_pattern
 
 __all__ = ["ChannelIndex", "is_pattern"]

@@ -37,7 +37,7 @@ _RPC = PacketSource.RPC
 _CLOSED = object()
 
 
-class _ClientListener(WSListener):  # type: ignore[misc]
+class _ClientListener(WSListener):
     __slots__ = ("client", "fragments")
 
     def __init__(self, client: WebSocketClient) -> None:

@@ -104,7 +104,7 @@ class ClientConnection(Generic[TState]):
 
     if TYPE_CHECKING:
         _protocol: WSTransport
-        _handler: WebSocketHandler
+        _handler: WebSocketHandler[Any]
         _json: bool
         _active_stream: dict[str, asyncio.Task[Any]]
         _rate_buckets: dict[str, TokenBucket]
@@ -126,7 +126,7 @@ class ClientConnection(Generic[TState]):
     def __init__(
         self,
         websocket_protocol: WSTransport,
-        handler: WebSocketHandler,
+        handler: WebSocketHandler[Any],
         client_type: ClientType = ClientType.FRAMEWORK,
         packet_qsize: int = 512,
         max_subscribed_channels: int | None = 5,

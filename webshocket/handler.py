@@ -106,7 +106,7 @@ class WebSocketHandler(Generic[TState]):
         """
         if not getattr(func, "_is_rpc_method", False):
             raise ValueError("Function is a non-RPC method.")
-        name = alias_name or getattr(func, "_rpc_alias_name", None) or func.__name__
+        name = str(alias_name or getattr(func, "_rpc_alias_name", None) or getattr(func, "__name__", repr(func)))
         self._rpc_methods[name] = _rpc_method_of(func)
 
     # ------------------------------------------------------------------ channels

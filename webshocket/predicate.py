@@ -25,7 +25,7 @@ class Has:
     def __init__(self, key: str) -> None:
         self.key = key
 
-    def __call__(self, connection: ClientConnection) -> bool:
+    def __call__(self, connection: ClientConnection[_Any]) -> bool:
         return self.key in connection.session_state
 
     def __repr__(self) -> str:
@@ -40,7 +40,7 @@ class Is:
     def __init__(self, key: str) -> None:
         self.key = key
 
-    def __call__(self, connection: ClientConnection) -> bool:
+    def __call__(self, connection: ClientConnection[_Any]) -> bool:
         return bool(connection.session_state.get(self.key))
 
     def __repr__(self) -> str:
@@ -56,7 +56,7 @@ class IsEqual:
         self.key = key
         self.value = value
 
-    def __call__(self, connection: ClientConnection) -> bool:
+    def __call__(self, connection: ClientConnection[_Any]) -> bool:
         return bool(connection.session_state.get(self.key, _MISSING) == self.value)
 
     def __repr__(self) -> str:
@@ -71,7 +71,7 @@ class Any:
     def __init__(self, *predicates: RPC_Predicate) -> None:
         self.predicates = predicates
 
-    def __call__(self, connection: ClientConnection) -> bool:
+    def __call__(self, connection: ClientConnection[_Any]) -> bool:
         return any(predicate(connection) for predicate in self.predicates)
 
     def __repr__(self) -> str:
@@ -86,7 +86,7 @@ class All:
     def __init__(self, *predicates: RPC_Predicate) -> None:
         self.predicates = predicates
 
-    def __call__(self, connection: ClientConnection) -> bool:
+    def __call__(self, connection: ClientConnection[_Any]) -> bool:
         return all(predicate(connection) for predicate in self.predicates)
 
     def __repr__(self) -> str:

@@ -1,9 +1,15 @@
 """Token bucket in use (compiled ``_ratelimit_c`` or pure ``_ratelimit_py``)."""
 
-from ._ext import load
+from typing import TYPE_CHECKING
 
-_impl = load("ratelimit")
+if TYPE_CHECKING:  # both implementations have the pure twin's API
+    from ._ratelimit_py import (
+        TokenBucket,
+    )
+else:
+    from ._ext import load
 
-TokenBucket = _impl.TokenBucket
+    _impl = load("ratelimit")
+    TokenBucket = _impl.TokenBucket
 
 __all__ = ["TokenBucket"]

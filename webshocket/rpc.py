@@ -67,7 +67,7 @@ def rpc_method(alias_name: str | None = None, requires: RPC_Predicate | None = N
     """
     if callable(alias_name) and requires is None and not isinstance(alias_name, str):
         # Used bare, as ``@rpc_method``.
-        return rpc_method()(alias_name)  # type: ignore[return-value]
+        return rpc_method()(alias_name)  # type: ignore[return-value,unused-ignore]
 
     def decorator(func: F) -> F:
         params = list(inspect.signature(func).parameters.values())

@@ -45,7 +45,8 @@ def make_backplane(backplane: str | Backplane | None) -> Backplane | None:
             raise ImportError(
                 f"backplane={backplane!r} needs the redis client: pip install 'webshocket[redis]' ({exc})"
             ) from exc
-        return RedisBackplane(backplane)
+        redis_backplane: Backplane = RedisBackplane(backplane)
+        return redis_backplane
     raise ValueError(f"backplane must be a redis:// URL or a Backplane instance, got {backplane!r}")
 
 

@@ -17,10 +17,10 @@ dict, dataclasses, enums, UUIDs, dates, and :class:`~webshocket.Packet`."""
 class RPC_Function(Protocol):  # noqa: N801 - 0.5.x name
     """An RPC method bound to its handler: ``(connection, *args, **kwargs)``."""
 
-    def __call__(self, connection: ClientConnection, /, *args: Any, **kwargs: Any) -> Any: ...
+    def __call__(self, connection: ClientConnection[Any], /, *args: Any, **kwargs: Any) -> Any: ...
 
 
-RPC_Predicate: TypeAlias = Callable[["ClientConnection"], bool]
+RPC_Predicate: TypeAlias = Callable[["ClientConnection[Any]"], bool]
 """A callable deciding something about a connection (see :mod:`webshocket.predicate`)."""
 
 
