@@ -44,6 +44,7 @@ __all__ = [
     "encode_request",
     "encode_response",
     "frame",
+    "response_frame",
     "salvage_call_id",
 ]
 
@@ -69,6 +70,7 @@ cdef extern from *:
 
 DEF INLINE_SIZE = 480
 DEF MAX_DEPTH = 1024
+DEF FRAME_SIZE = 65536
 
 cdef object _py_to_builtin = _codec_py._to_builtin
 cdef object _msgpack_default_py = _codec_py._msgpack_default
@@ -641,38 +643,63 @@ cdef inline bytes json_value(object value):
     return _json_bytes(value)
 
 
+cdef int write_response(Buf* b, str call_id, object response, object error, bint is_stream, bint is_end,
+                        bint as_json) except -1:
+    if as_json:
+        put_bytes(b, JS_RESPONSE_HEAD)
+        put_bytes(b, json_value(call_id))
+        put(b, b',"response":', 12)
+        put_bytes(b, json_value(response))
+        put(b, b',"error":', 9)
+        put_bytes(b, b"null" if error is None else str(int(error)).encode("ascii"))
+        if is_stream:
+            put(b, b',"is_stream":true', 17)
+        else:
+            put(b, b',"is_stream":false', 18)
+        if is_end:
+            put(b, b',"is_end":true}}', 16)
+        else:
+            put(b, b',"is_end":false}}', 17)
+    else:
+        put_bytes(b, MP_RESPONSE_HEAD)
+        pack_str(b, call_id)
+        put_bytes(b, MP_RESPONSE)
+        pack(b, response, MAX_DEPTH - 2)
+        put_bytes(b, MP_ERROR)
+        pack_error(b, error)
+        put_bytes(b, MP_IS_STREAM)
+        put1(b, 0xc3 if is_stream else 0xc2)
+        put_bytes(b, MP_IS_END)
+        put1(b, 0xc3 if is_end else 0xc2)
+    return 0
+
+
 cpdef bytes encode_response(str call_id, object response, object error, bint is_stream, bint is_end, bint as_json):
     """Encode an RPC response packet."""
     cdef Buf b
     buf_init(&b)
     try:
-        if as_json:
-            put_bytes(&b, JS_RESPONSE_HEAD)
-            put_bytes(&b, json_value(call_id))
-            put(&b, b',"response":', 12)
-            put_bytes(&b, json_value(response))
-            put(&b, b',"error":', 9)
-            put_bytes(&b, b"null" if error is None else str(int(error)).encode("ascii"))
-            if is_stream:
-                put(&b, b',"is_stream":true', 17)
-            else:
-                put(&b, b',"is_stream":false', 18)
-            if is_end:
-                put(&b, b',"is_end":true}}', 16)
-            else:
-                put(&b, b',"is_end":false}}', 17)
-        else:
-            put_bytes(&b, MP_RESPONSE_HEAD)
-            pack_str(&b, call_id)
-            put_bytes(&b, MP_RESPONSE)
-            pack(&b, response, MAX_DEPTH - 2)
-            put_bytes(&b, MP_ERROR)
-            pack_error(&b, error)
-            put_bytes(&b, MP_IS_STREAM)
-            put1(&b, 0xc3 if is_stream else 0xc2)
-            put_bytes(&b, MP_IS_END)
-            put1(&b, 0xc3 if is_end else 0xc2)
+        write_response(&b, call_id, response, error, is_stream, is_end, as_json)
         return buf_bytes(&b)
+    finally:
+        buf_free(&b)
+
+
+cpdef bytes response_frame(str call_id, object response, object error, bint is_stream, bint is_end, bint as_json):
+    """``frame(encode_response(...))`` in one buffer: the frame header is written in front of the packet."""
+    cdef Buf b
+    cdef Py_ssize_t size, head
+    cdef char header[10]
+    buf_init(&b)
+    try:
+        b.size = 10  # room for the longest header
+        write_response(&b, call_id, response, error, is_stream, is_end, as_json)
+        size = b.size - 10
+        if size > FRAME_SIZE:
+            return frame(PyBytes_FromStringAndSize(b.data + 10, size))
+        head = put_header(header, 0x82, size)
+        memcpy(b.data + 10 - head, header, head)
+        return PyBytes_FromStringAndSize(b.data + 10 - head, head + size)
     finally:
         buf_free(&b)
 
@@ -1205,7 +1232,6 @@ cpdef object decode_packet(bytes raw, bint as_json):
 
 # =========================================================================== frames
 
-DEF FRAME_SIZE = 65536
 
 
 cdef inline Py_ssize_t put_header(char* out, uint8_t first, Py_ssize_t size) noexcept:

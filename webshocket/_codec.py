@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # both implementations have the pure twin's API
         encode_request,
         encode_response,
         frame,
+        response_frame,
         salvage_call_id,
     )
 else:
@@ -35,6 +36,7 @@ else:
     encode_request = _impl.encode_request
     salvage_call_id = _impl.salvage_call_id
     frame = _impl.frame
+    response_frame = _impl.response_frame
     INVALID_REQUEST = _impl.INVALID_REQUEST
 
 __all__ = [

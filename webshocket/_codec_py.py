@@ -34,6 +34,7 @@ __all__ = [
     "encode_request",
     "encode_response",
     "frame",
+    "response_frame",
     "salvage_call_id",
 ]
 
@@ -572,3 +573,10 @@ def frame(payload: bytes) -> bytes:
         parts.append(_header(opcode | (0x80 if last else 0), len(chunk)))
         parts.append(chunk)
     return b"".join(parts)
+
+
+def response_frame(
+    call_id: str, response: Any, error: int | None, is_stream: bool, is_end: bool, as_json: bool
+) -> bytes:
+    """``frame(encode_response(...))``: an RPC response ready to write."""
+    return frame(encode_response(call_id, response, error, is_stream, is_end, as_json))

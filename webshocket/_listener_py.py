@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import picows
 from picows import WSCloseCode, WSMsgType
 
-from ._codec import INVALID_REQUEST, decode_packet, encode_response, salvage_call_id
+from ._codec import INVALID_REQUEST, decode_packet, response_frame, salvage_call_id
 from ._fanout import Flusher
 from .connection import _CLOSED, ClientConnection
 from .enum import ClientType, ConnectionState, PacketSource, RPCErrorCode
@@ -70,15 +70,16 @@ def reply(
     conn: ClientConnection[Any], call_id: str, response: Any, error: int | None, is_stream: bool, is_end: bool
 ) -> None:
     """Send one RPC response to ``conn`` (dropped when it has gone)."""
-    if conn.connection_state is _CONNECTED:
+    sink = conn._sink
+    if sink.open:
         try:
-            payload = encode_response(call_id, response, error, is_stream, is_end, conn._json)
+            frames = response_frame(call_id, response, error, is_stream, is_end, sink.as_json)
         except (TypeError, ValueError, OverflowError) as exc:
             _logger.error("Cannot encode the result of call %s: %s", call_id, exc)
-            payload = encode_response(
-                call_id, f"Server error (unserializable result): {exc}", _INTERNAL, is_stream, True, conn._json
+            frames = response_frame(
+                call_id, f"Server error (unserializable result): {exc}", _INTERNAL, is_stream, True, sink.as_json
             )
-        conn._write(payload)
+        sink.send(frames)
 
 
 class _Done:

@@ -1,8 +1,12 @@
 # Augmenting declarations: Cython compiles webshocket/_listener_py.py (through the
 # symlink _listener_c.py) into webshocket._listener_c with these C-level types.
+cimport cython
 from picows.picows cimport WSFrame, WSListener, WSTransport
 
+from webshocket._fanout_c cimport Sink
 
+
+@cython.locals(sink=Sink)
 cpdef reply(object conn, object call_id, object response, object error, bint is_stream, bint is_end)
 
 
