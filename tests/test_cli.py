@@ -77,3 +77,22 @@ def test_bad_handler_is_a_clear_error(handler: str, message: str) -> None:
 def test_console_script_is_installed() -> None:
     scripts = Path(sys.executable).parent
     assert (scripts / "webshocket").exists()
+
+
+async def test_serve_with_two_workers_then_sigterm() -> None:
+    proc, port = await start_cli("examples.demo:DemoHandler", "--workers", "2", "--log-level", "warning")
+    try:
+        clients = [WebSocketClient(f"ws://127.0.0.1:{port}") for _ in range(6)]
+        for client in clients:
+            await client.connect()
+        assert [(await c.send_rpc("add", 1, i)).data for i, c in enumerate(clients)] == [1 + i for i in range(6)]
+        for client in clients:
+            await client.close()
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+        assert proc.returncode == 0, err.decode()
+        assert b"webshocket: stopped" in out and b"Traceback" not in err
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

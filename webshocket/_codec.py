@@ -50,5 +50,6 @@ __all__ = [
     "encode_request",
     "encode_response",
     "frame",
+    "response_frame",
     "salvage_call_id",
 ]

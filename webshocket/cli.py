@@ -6,11 +6,9 @@ Also reachable as ``python -m webshocket``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import logging
 import os
-import signal
 import ssl
 import sys
 from collections.abc import Sequence
@@ -71,35 +69,25 @@ def _server_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
-async def _serve(args: argparse.Namespace, **start_kwargs: Any) -> None:
-    from .server import WebSocketServer
-
-    server = WebSocketServer(args.host, args.port, **_server_kwargs(args))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await server.start(**start_kwargs)
-    scheme = "wss" if server.ssl_context else "ws"
-    _logger.info("Serving %s on %s://%s:%s (pid %d)", args.handler, scheme, args.host, server.port, os.getpid())
-    print(f"webshocket: serving {args.handler} on {scheme}://{args.host}:{server.port}", flush=True)
-    await stop.wait()
-    _logger.info("Shutting down")
-    await server.close(timeout=args.graceful_timeout)
-    print("webshocket: stopped", flush=True)
-
-
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from ._loop import run
+    from .server import WebSocketServer
+    from .workers import WorkerError
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    load_handler(args.handler)  # fail fast, before forking workers
-    if args.workers > 1:
-        from .workers import serve_workers
+    server = WebSocketServer(args.host, args.port, workers=args.workers, **_server_kwargs(args))
+    scheme = "wss" if server.ssl_context else "ws"
 
-        return serve_workers(lambda: run(_serve(args, reuse_port=True)), args.workers)
-    run(_serve(args))
-    return 0
+    def ready(port: int) -> None:
+        workers = f" with {args.workers} workers" if args.workers > 1 else ""
+        _logger.info("Serving %s on %s://%s:%s (pid %d)", args.handler, scheme, args.host, port, os.getpid())
+        print(f"webshocket: serving {args.handler} on {scheme}://{args.host}:{port}{workers}", flush=True)
+
+    try:
+        code = server.run(on_ready=ready, graceful_timeout=args.graceful_timeout)
+    except (WorkerError, OSError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print("webshocket: stopped", flush=True)
+    return code
 
 
 def _cmd_bench(args: argparse.Namespace, rest: Sequence[str]) -> int:

@@ -8,12 +8,12 @@ to what the node's clients subscribe to.
 Redis channels (``P`` is ``channel_prefix``, ``"webshocket:"`` by default):
 
 * a publish to channel ``C`` goes to ``P + "c:" + C``; every character of ``C`` outside
-  ASCII is sent as one ``?`` byte (so each character is one byte, which Redis globs need);
+  ASCII is sent as one DEL byte (0x7F), so each character is one byte, as Redis globs need;
 * a broadcast goes to ``P + "broadcast"``, to which every node subscribes;
 * an exact subscription ``C`` is ``SUBSCRIBE P + "c:" + C`` (folded the same way);
 * a pattern (fnmatch: ``*``, ``?``, ``[...]``, ``[!...]``) is ``PSUBSCRIBE`` of its Redis glob
-  translation (:func:`redis_glob`). The translation is exact for ASCII channel names and
-  broader otherwise; a node only hands a message to clients whose own subscription
+  translation (:func:`redis_glob`). The translation is exact for ASCII names (without DEL)
+  and broader otherwise; a node only hands a message to clients whose own subscription
   matches, so receiving a little more than needed is harmless.
 
 Subscription changes are batched: the node collects them and sends one ``SUBSCRIBE`` /
@@ -35,7 +35,7 @@ import re
 from collections import deque
 from fnmatch import translate
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
@@ -57,11 +57,15 @@ _GLOB_SPECIAL = frozenset(b"*?[]\\")
 _ASCII = tuple(chr(i) for i in range(128))
 _ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _HEALTH_PING = b"*2\r\n$4\r\nPING\r\n$2\r\nhc\r\n"
+_PLACEHOLDER = "\x7f"  # what any non-ASCII character of a channel name becomes
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 def fold_channel(channel: str) -> bytes:
-    """The bytes a channel name is sent to Redis as: ASCII kept, any other character as ``?``."""
-    return channel.encode("ascii", "replace")
+    """The bytes a channel name is sent to Redis as: ASCII kept, any other character as one 0x7F byte."""
+    if channel.isascii():
+        return channel.encode("ascii")
+    return _NON_ASCII.sub(_PLACEHOLDER, channel).encode("ascii")
 
 
 def _escape(raw: bytes) -> bytes:
@@ -104,13 +108,13 @@ def _bracket(text: str) -> str | None:
 
     The ASCII members are found by running fnmatch's own regex on every ASCII character,
     so its quirks (``]`` first, ``-`` placement, reversed ranges) are reproduced exactly.
-    Non-ASCII characters are folded to ``?``, which joins the class when the bracket can
+    Non-ASCII characters are folded to 0x7F, which joins the class when the bracket can
     match any of them.
     """
     match = re.compile(translate(text)).match
     members = {c for c in _ASCII if match(c)}
     if text[1:2] == "!" or not text.isascii():
-        members.add("?")
+        members.add(_PLACEHOLDER)
     if not members:
         return None
     if len(members) == len(_ASCII):
@@ -122,8 +126,8 @@ def _bracket(text: str) -> str | None:
 def redis_glob(pattern: str) -> bytes | None:
     """Translate an fnmatch pattern to a Redis glob over :func:`fold_channel` names.
 
-    Every channel the pattern matches (``fnmatchcase``) is matched by the result; for
-    ASCII channel names exactly those are. None when the pattern can match nothing.
+    Every channel the pattern matches (``fnmatchcase``) is matched by the result; for ASCII
+    patterns and channel names (without 0x7F) exactly those are. None when the pattern can match nothing.
     """
     out: list[str] = []
     i, n = 0, len(pattern)
@@ -154,7 +158,7 @@ def redis_glob(pattern: str) -> bytes | None:
         elif c.isascii():
             out.append("\\" + c if c in "*?[]\\" else c)
         else:
-            out.append("\\?")  # a non-ASCII character is sent as "?"
+            out.append(_PLACEHOLDER)  # a non-ASCII character is sent as 0x7F
     return "".join(out).encode("ascii")
 
 
@@ -276,12 +280,15 @@ class RedisBackplane(Backplane):
             "socket_connect_timeout": self.connect_timeout,
             "socket_keepalive": True,
             "client_name": "webshocket-backplane",
+            "protocol": 2,  # pub/sub messages as plain replies
         }
         try:
             self._pool = ConnectionPool.from_url(self.url, **options)
         except ValueError as exc:
             raise ConnectionFailedError(f"invalid Redis URL {_safe_url(self.url)!r}: {exc}") from exc
-        cast("dict[str, Any]", self._pool.connection_kwargs)["protocol"] = 2  # pub/sub messages as plain replies
+        if str(self._pool.connection_kwargs.get("protocol")) != "2":
+            url = _safe_url(self.url)
+            raise ConnectionFailedError(f"the Redis backplane speaks RESP2: remove protocol= from {url!r}")
         try:
             await self._open_session()
         except Exception as exc:

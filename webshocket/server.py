@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import ssl
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -17,7 +19,8 @@ from picows import (
 )
 
 from . import _listener
-from .backplane import Backplane, BackplaneBridge
+from ._loop import run as run_loop
+from .backplane import Backplane, BackplaneBridge, MemoryBackplane
 from .connection import PAUSE_SHUTDOWN, ClientConnection
 from .constant import (
     DEFAULT_MAX_INFLIGHT_RPCS,
@@ -83,6 +86,8 @@ class WebSocketServer(Generic[H]):
         backplane: scale out over several processes or machines: ``"redis://host:port/db"``
             or a :class:`~webshocket.backplane.Backplane`. Publishes and broadcasts then
             reach the clients of every node. None (default): this process only.
+        workers: processes :meth:`run` starts, sharing the port (``SO_REUSEPORT``), each
+            with its own event loop. Pub/sub crosses workers only through a backplane.
 
     Attributes other than these are looked up on the handler, so ``server.publish``,
     ``server.broadcast`` and ``server.register_rpc_method`` work.
@@ -104,6 +109,7 @@ class WebSocketServer(Generic[H]):
         slow_consumer_policy: str = "disconnect",
         max_inflight_rpcs: int = DEFAULT_MAX_INFLIGHT_RPCS,
         backplane: str | Backplane | None = None,
+        workers: int = 1,
     ) -> None:
         if rpc_task_limit < 1:
             raise ValueError("rpc_task_limit must be at least 1")
@@ -113,6 +119,8 @@ class WebSocketServer(Generic[H]):
             raise ValueError("max_send_buffer must be positive")
         if slow_consumer_policy not in ("disconnect", "drop"):
             raise ValueError('slow_consumer_policy must be "disconnect" or "drop"')
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
         if max_inflight_rpcs < 2:
             raise ValueError("max_inflight_rpcs must be at least 2")
         self.logger = logging.getLogger("webshocket.server")
@@ -127,6 +135,7 @@ class WebSocketServer(Generic[H]):
         self.slow_consumer_policy = slow_consumer_policy
         self.max_inflight_rpcs = max_inflight_rpcs
         self.backplane = make_backplane(backplane)
+        self.workers = workers
         self._bridge: BackplaneBridge | None = None
         self._packet_qsize = packet_qsize
         self._rpc_task_limit = rpc_task_limit
@@ -239,6 +248,47 @@ class WebSocketServer(Generic[H]):
             if self._server is None:  # closed by close(): a normal end
                 return
             raise
+
+    def run(
+        self,
+        *,
+        workers: int | None = None,
+        on_ready: Callable[[int], None] | None = None,
+        graceful_timeout: float = 10.0,
+        **start_kwargs: Any,
+    ) -> int:
+        """Serve until SIGINT or SIGTERM, then shut down gracefully; blocks, returns an exit code.
+
+        Call it with no event loop running (it makes its own, uvloop when installed).
+        With ``workers`` > 1 (default: the ``workers`` option) it forks that many
+        processes sharing the port. ``on_ready(port)`` is called once serving.
+        """
+        count = self.workers if workers is None else workers
+        if count > 1:
+            from .workers import serve_workers
+
+            if self.backplane is None:
+                self.logger.warning("%d workers without a backplane: pub/sub stays within each worker", count)
+            elif isinstance(self.backplane, MemoryBackplane):
+                raise ValueError("a MemoryBackplane cannot join worker processes; use a Redis backplane")
+            return serve_workers(lambda: self, count, host=self.host, port=self.port, on_ready=on_ready, **start_kwargs)
+        run_loop(self._run_until_signal(on_ready, graceful_timeout, start_kwargs))
+        return 0
+
+    async def _run_until_signal(
+        self, on_ready: Callable[[int], None] | None, graceful_timeout: float, start_kwargs: dict[str, Any]
+    ) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await self.start(**start_kwargs)
+        try:
+            if on_ready is not None:
+                on_ready(self.port)
+            await stop.wait()
+        finally:
+            await self.close(timeout=graceful_timeout)
 
     async def accept(self) -> ClientConnection[Any]:
         """Wait for the next client (only with the default handler)."""

@@ -313,7 +313,7 @@ async def _serve(
     try:
         server = make_server()
         server.host, server.port = host, port
-        await server.start(reuse_port=True, **start_kwargs)
+        await server.start(**{**start_kwargs, "reuse_port": True})
     except BaseException as exc:
         message = f"{type(exc).__name__}: {exc}".replace("\n", " ")
         os.write(ready_fd, f"F {index} {message}\n".encode())
