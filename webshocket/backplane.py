@@ -72,6 +72,10 @@ class Backplane(ABC):
     async def close(self) -> None:
         """Disconnect."""
 
+    async def sync(self, timeout: float | None = 5.0) -> bool:
+        """Wait until the subscribe/unsubscribe calls made so far are in effect; False if not."""
+        return True
+
 
 # --------------------------------------------------------------------------- predicates as data
 

@@ -150,6 +150,17 @@ class WebSocketHandler(Generic[TState]):
     def _has_subscribers(self, name: str) -> bool:
         return name in (self._index.patterns if is_pattern(name) else self._index.channels)
 
+    async def sync_subscriptions(self, timeout: float | None = 5.0) -> bool:
+        """Wait until the backplane carries this node's subscriptions made so far.
+
+        With Redis, a subscription is applied shortly after ``subscribe()`` returns;
+        await this to be sure publishes from other nodes already reach it. Without a
+        backplane it returns True at once.
+        """
+        if self._bridge is None:
+            return True
+        return await self._bridge.backplane.sync(timeout)
+
     def subscribers(self, channel: str) -> Collection[ClientConnection[Any]]:
         """Clients subscribed to ``channel`` exactly or by pattern, each once (do not mutate)."""
         return self._index.subscribers(channel)
