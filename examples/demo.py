@@ -75,7 +75,9 @@ async def main() -> None:
             print("bob got                ->", (await bob.recv(timeout=2)).data)
             server.broadcast("red team only", predicate=IsEqual("team", "red"))
             print("broadcast to red team  ->", (await alice.recv(timeout=2)).data)
-            server.publish("lobby", "hello lobby", exclude=[c for c in server.clients if c.session_state.get("username") == "bob"])
+            server.publish(
+                "lobby", "hello lobby", exclude=[c for c in server.clients if c.session_state.get("username") == "bob"]
+            )
             print("lobby, bob excluded    ->", (await alice.recv(timeout=2)).data)
     print("demo finished")
 

@@ -4,6 +4,8 @@ It does the HTTP upgrade by hand and reads and writes single frames, so a test c
 what a real client never would (reserved bits, unmasked frames, bad close codes, orphan
 continuations, huge declared lengths) and look at exactly what the server answers.
 It can also shrink its receive buffer and stop reading, to play a slow consumer.
+:class:`SyncWebSocket` is the same client over a blocking socket, for code that runs
+outside an event loop (hypothesis examples against a server in another thread).
 """
 
 from __future__ import annotations
@@ -75,6 +77,44 @@ def frame_bytes(opcode: int, payload: bytes, *, fin: bool = True, mask: bool = T
     return head + payload
 
 
+def new_key() -> str:
+    """A fresh ``Sec-WebSocket-Key``."""
+    return base64.b64encode(os.urandom(16)).decode()
+
+
+def upgrade_request(port: int, key: str, subprotocol: str | None = None) -> bytes:
+    """The HTTP request that asks the server on ``port`` to upgrade to WebSocket."""
+    lines = [
+        "GET / HTTP/1.1",
+        f"Host: {HOST}:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+    ]
+    if subprotocol is not None:
+        lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def parse_response_head(head: str) -> tuple[int, dict[str, str]]:
+    """Status code and headers (names lower-cased) of an HTTP/1.1 response head."""
+    status_line, *header_lines = head.split("\r\n")
+    assert status_line.startswith("HTTP/1.1 "), status_line
+    headers: dict[str, str] = {}
+    for line in header_lines:
+        if ":" in line:
+            name, value = line.split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers
+
+
+def assert_accepted(headers: dict[str, str], key: str) -> None:
+    """The 101 answer carries the ``Sec-WebSocket-Accept`` that ``key`` calls for."""
+    accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
+    assert headers["sec-websocket-accept"] == accept
+
+
 def request_map(method: Any, *args: Any, call_id: Any = "raw-1", kwargs: Any = None) -> dict[str, Any]:
     return {
         "source": 5,
@@ -122,34 +162,17 @@ class RawWebSocket:
         """Open a connection and upgrade it; raises :class:`HandshakeRefused` on a non-101 answer."""
         reader, writer = await _open(port, rcvbuf)
         try:
-            key = base64.b64encode(os.urandom(16)).decode()
-            lines = [
-                "GET / HTTP/1.1",
-                f"Host: {HOST}:{port}",
-                "Upgrade: websocket",
-                "Connection: Upgrade",
-                f"Sec-WebSocket-Key: {key}",
-                "Sec-WebSocket-Version: 13",
-            ]
-            if subprotocol is not None:
-                lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
-            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+            key = new_key()
+            writer.write(upgrade_request(port, key, subprotocol))
             head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).decode("latin-1")
-            status_line, *header_lines = head.split("\r\n")
-            headers: dict[str, str] = {}
-            for line in header_lines:
-                if ":" in line:
-                    name, value = line.split(":", 1)
-                    headers[name.strip().lower()] = value.strip()
-            status = int(status_line.split()[1])
+            status, headers = parse_response_head(head)
             if status != 101:
                 body = b""
                 length = int(headers.get("content-length", "0") or 0)
                 if length:
                     body = await asyncio.wait_for(reader.readexactly(length), 5)
                 raise HandshakeRefused(status, head, body)
-            accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
-            assert headers["sec-websocket-accept"] == accept
+            assert_accepted(headers, key)
         except BaseException:
             writer.close()
             raise
@@ -265,3 +288,74 @@ class RawWebSocket:
             await asyncio.wait_for(self.writer.wait_closed(), 2)
         except (ConnectionError, asyncio.TimeoutError, TimeoutError):
             pass
+
+
+class SyncWebSocket:
+    """A blocking raw WebSocket client: upgrade, masked frames out, whole messages in."""
+
+    def __init__(self, port: int, subprotocol: str | None = None) -> None:
+        self.sock = socket.create_connection((HOST, port), timeout=5)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = bytearray()
+        self.closed: int | None = None  # the close code, once the server sent a CLOSE frame
+        key = new_key()
+        self.sock.sendall(upgrade_request(port, key, subprotocol))
+        while b"\r\n\r\n" not in self.buffer:
+            self._fill()
+        end = self.buffer.index(b"\r\n\r\n") + 4
+        head = bytes(self.buffer[:end]).decode("latin-1")
+        del self.buffer[:end]
+        status, self.headers = parse_response_head(head)
+        assert status == 101, head
+        assert_accepted(self.headers, key)
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("server hung up")
+        self.buffer.extend(chunk)
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            self._fill()
+        out = bytes(self.buffer[:n])
+        del self.buffer[:n]
+        return out
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        self.sock.sendall(frame_bytes(opcode, payload))
+
+    def read_frame(self) -> Frame:
+        first, second = self._take(2)
+        size = second & 0x7F
+        if size == 126:
+            (size,) = struct.unpack("!H", self._take(2))
+        elif size == 127:
+            (size,) = struct.unpack("!Q", self._take(8))
+        masked = bool(second & 0x80)
+        key = self._take(4) if masked else b""
+        payload = self._take(size)
+        if masked:
+            payload = mask_bytes(payload, key)
+        return Frame(bool(first & 0x80), (first >> 4) & 0x7, first & 0x0F, masked, payload)
+
+    def recv_message(self) -> bytes:
+        """Payload of the next data message; raises :class:`ConnectionError` on a CLOSE frame."""
+        parts: list[bytes] = []
+        while True:
+            frame = self.read_frame()
+            if frame.opcode == CLOSE:
+                self.closed = frame.close_code
+                raise ConnectionError(f"server closed the connection with {self.closed}: {frame.payload[2:]!r}")
+            if frame.opcode >= 0x8:
+                continue
+            parts.append(frame.payload)
+            if frame.fin:
+                return b"".join(parts)
+
+    def close(self) -> None:
+        try:
+            self.send(CLOSE, struct.pack("!H", 1000))
+        except OSError:
+            pass
+        self.sock.close()

@@ -93,7 +93,7 @@ async def test_broadcast_with_predicate_crosses_nodes() -> None:
 
 
 async def test_node_subscribes_only_while_it_has_local_subscribers() -> None:
-    async with two_nodes() as (a, b), AsyncExitStack() as stack:
+    async with two_nodes() as (_a, b), AsyncExitStack() as stack:
         client = await client_of(stack, b)
         backplane_b = b.backplane
         assert isinstance(backplane_b, MemoryBackplane)

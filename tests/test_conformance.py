@@ -14,7 +14,7 @@ from typing import Any
 import msgpack
 import pytest
 from conftest import connected_client, running_server, wait_until
-from rawws import BINARY, CLOSE, CONTINUATION, FRAMEWORK, PING, PONG, TEXT, RawWebSocket, rpc_request
+from rawws import BINARY, CLOSE, CONTINUATION, FRAMEWORK, PING, PONG, TEXT, RawWebSocket, decode, rpc_request
 
 from webshocket import ClientConnection, WebSocketHandler, WebSocketServer, rpc_method
 
@@ -245,7 +245,7 @@ async def test_fragments_interleaved_with_control_frames_reassemble(as_json: boo
                 (PONG, f"p{i}".encode()) for i in range(0, len(pieces), 2)
             ]
             payload = b"".join(f.payload for f in frames)
-            reply = json.loads(payload) if as_json else msgpack.unpackb(payload)
+            reply = decode(payload, as_json)
             assert (reply["rpc"]["call_id"], reply["rpc"]["response"]) == ("frag", value)
         finally:
             await ws.close()

@@ -10,13 +10,7 @@ Nothing may reach the event loop's exception handler or be logged at ERROR.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import json
 import logging
-import os
-import socket
-import struct
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -28,7 +22,17 @@ import pytest
 from conftest import HOST, connected_client, running_server, wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rawws import BINARY, CLOSE, CONTINUATION, FRAMEWORK, TEXT, RawWebSocket, frame_bytes, request_map
+from rawws import (
+    BINARY,
+    CONTINUATION,
+    FRAMEWORK,
+    TEXT,
+    RawWebSocket,
+    SyncWebSocket,
+    decode,
+    encode,
+    request_map,
+)
 
 from webshocket import (
     ClientConnection,
@@ -119,9 +123,9 @@ def dialect(as_json: bool) -> str | None:
     return None if as_json else FRAMEWORK
 
 
-def opcode_for(payload: bytes, as_json: bool) -> int:
-    """TEXT for JSON that is valid UTF-8 (as a browser would send), else BINARY."""
-    if as_json:
+def opcode_for(payload: bytes, as_text: bool) -> int:
+    """TEXT when asked for and the payload is valid UTF-8 (as a browser sends JSON), else BINARY."""
+    if as_text:
         try:
             payload.decode("utf-8")
         except UnicodeDecodeError:
@@ -130,13 +134,9 @@ def opcode_for(payload: bytes, as_json: bool) -> int:
     return BINARY
 
 
-def enc(obj: Any, as_json: bool) -> bytes:
-    return json.dumps(obj).encode() if as_json else msgpack.packb(obj, use_bin_type=True)
-
-
 async def assert_alive(ws: RawWebSocket, as_json: bool, call_id: str) -> None:
     """The very next packet answers a normal RPC: nothing else was sent meanwhile."""
-    ws.send_frame(opcode_for(b"", as_json), enc(request_map("echo", call_id, call_id=call_id), as_json))
+    ws.send_frame(opcode_for(b"", as_json), encode(request_map("echo", call_id, call_id=call_id), as_json))
     packet = await ws.read_packet(as_json)
     assert packet["source"] == 5, packet
     assert (packet["rpc"]["call_id"], packet["rpc"]["response"], packet["rpc"]["error"]) == (call_id, call_id, None)
@@ -282,7 +282,7 @@ async def test_garbage_becomes_unknown_packets_and_the_connection_keeps_working(
 )
 async def test_rpc_with_wrong_field_types_gets_invalid_params_reply(rpc: dict[str, Any], as_json: bool) -> None:
     async with watching() as errors, hostile_setup(as_json) as t:
-        message = enc({"source": 5, "rpc": rpc}, as_json)
+        message = encode({"source": 5, "rpc": rpc}, as_json)
         t.ws.send_frame(opcode_for(message, as_json), message)
         reply = await t.ws.read_packet(as_json, timeout=2)
         assert reply["source"] == 5
@@ -314,7 +314,7 @@ async def test_kwargs_with_non_string_keys_gets_invalid_params_reply() -> None:
 @pytest.mark.parametrize("call_id", [5, ["abc"], {"id": "abc"}, True, 1.5], ids=["int", "list", "map", "bool", "float"])
 async def test_rpc_with_unreadable_call_id_is_not_answered_and_harmless(call_id: Any, as_json: bool) -> None:
     async with watching() as errors, hostile_setup(as_json) as t:
-        message = enc(request_map("echo", "x", call_id=call_id), as_json)
+        message = encode(request_map("echo", "x", call_id=call_id), as_json)
         t.ws.send_frame(opcode_for(message, as_json), message)
         await assert_alive(t.ws, as_json, "after")  # the next packet is this reply: garbage got none
         assert t.handler.calls == 1
@@ -403,7 +403,7 @@ async def test_moderately_nested_data_is_still_a_valid_packet(as_json: bool) -> 
     for _ in range(500):
         value = [value]
     async with watching() as errors, hostile_setup(as_json) as t:
-        message = enc({"source": 4, "data": value}, as_json)
+        message = encode({"source": 4, "data": value}, as_json)
         t.ws.send_frame(opcode_for(message, as_json), message)
         await wait_until(lambda: len(t.handler.received) == 1, timeout=2.0)
         packet = t.handler.received[0][1]
@@ -471,79 +471,6 @@ async def test_hostile_barrage_on_two_dialects_leaves_a_bystander_untouched() ->
 # ---------------------------------------------------------------------------- property-based
 
 
-class SyncWS:
-    """A blocking raw WebSocket client, for use from hypothesis examples."""
-
-    def __init__(self, port: int, subprotocol: str | None) -> None:
-        self.sock = socket.create_connection((HOST, port), timeout=5)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buffer = bytearray()
-        key = base64.b64encode(os.urandom(16)).decode()
-        lines = [
-            "GET / HTTP/1.1",
-            f"Host: {HOST}:{port}",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            f"Sec-WebSocket-Key: {key}",
-            "Sec-WebSocket-Version: 13",
-        ]
-        if subprotocol:
-            lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        while b"\r\n\r\n" not in self.buffer:
-            self._fill()
-        end = self.buffer.index(b"\r\n\r\n") + 4
-        head = bytes(self.buffer[:end]).decode("latin-1")
-        del self.buffer[:end]
-        assert head.startswith("HTTP/1.1 101"), head
-        accept = base64.b64encode(hashlib.sha1(key.encode() + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-        assert accept.decode() in head
-        self.closed: int | None = None
-
-    def _fill(self) -> None:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("server hung up")
-        self.buffer.extend(chunk)
-
-    def _take(self, n: int) -> bytes:
-        while len(self.buffer) < n:
-            self._fill()
-        out = bytes(self.buffer[:n])
-        del self.buffer[:n]
-        return out
-
-    def send(self, opcode: int, payload: bytes) -> None:
-        self.sock.sendall(frame_bytes(opcode, payload))
-
-    def recv_message(self) -> bytes:
-        parts: list[bytes] = []
-        while True:
-            first, second = self._take(2)
-            size = second & 0x7F
-            if size == 126:
-                (size,) = struct.unpack("!H", self._take(2))
-            elif size == 127:
-                (size,) = struct.unpack("!Q", self._take(8))
-            payload = self._take(size)
-            opcode = first & 0x0F
-            if opcode == CLOSE:
-                self.closed = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
-                raise ConnectionError(f"server closed the connection with {self.closed}: {payload[2:]!r}")
-            if opcode >= 0x8:
-                continue
-            parts.append(payload)
-            if first & 0x80:
-                return b"".join(parts)
-
-    def close(self) -> None:
-        try:
-            self.send(CLOSE, struct.pack("!H", 1000))
-        except OSError:
-            pass
-        self.sock.close()
-
-
 class LiveServer:
     """A server running in its own thread and event loop, watched for errors."""
 
@@ -554,7 +481,7 @@ class LiveServer:
         self.thread = threading.Thread(target=self.loop.run_forever, name="live-server", daemon=True)
         self.thread.start()
         self.server: Any = self.call(self._start())
-        self.connections: dict[bool, SyncWS] = {}
+        self.connections: dict[bool, SyncWebSocket] = {}
         self.sequence = 0
 
     async def _start(self) -> Any:
@@ -565,10 +492,10 @@ class LiveServer:
     def call(self, coro: Any, timeout: float = 10) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def connection(self, as_json: bool) -> SyncWS:
+    def connection(self, as_json: bool) -> SyncWebSocket:
         ws = self.connections.get(as_json)
         if ws is None or ws.closed is not None:
-            ws = self.connections[as_json] = SyncWS(self.server.port, dialect(as_json))
+            ws = self.connections[as_json] = SyncWebSocket(self.server.port, dialect(as_json))
         return ws
 
     def sync(self, as_json: bool) -> None:
@@ -576,10 +503,9 @@ class LiveServer:
         ws = self.connection(as_json)
         self.sequence += 1
         call_id = f"sync-{self.sequence}"
-        ws.send(TEXT if as_json else BINARY, enc(request_map("ping", call_id=call_id), as_json))
+        ws.send(TEXT if as_json else BINARY, encode(request_map("ping", call_id=call_id), as_json))
         while True:
-            raw = ws.recv_message()
-            packet = json.loads(raw) if as_json else msgpack.unpackb(raw, raw=False, strict_map_key=False)
+            packet = decode(ws.recv_message(), as_json)
             assert isinstance(packet, dict) and packet["source"] == 5, packet
             rpc = packet["rpc"]
             assert rpc["type"] == "response" and isinstance(rpc["call_id"], str)
@@ -660,12 +586,6 @@ def packets(as_json: bool) -> st.SearchStrategy[Any]:
     )
 
 
-def encode_value(obj: Any, as_json: bool) -> bytes:
-    if as_json:
-        return json.dumps(obj).encode()
-    return msgpack.packb(obj, use_bin_type=True)
-
-
 Mutation = tuple[str, int, int, bytes]
 mutations = st.tuples(
     st.sampled_from(["flip", "truncate", "insert", "delete", "replace"]),
@@ -694,7 +614,7 @@ def mutate(data: bytes, ops: list[Mutation]) -> bytes:
 
 def messages(as_json: bool) -> st.SearchStrategy[bytes]:
     valid_requests = st.builds(
-        lambda method, args, call_id: encode_value(request_map(method, *args, call_id=call_id), as_json),
+        lambda method, args, call_id: encode(request_map(method, *args, call_id=call_id), as_json),
         st.sampled_from(["echo", "noop", "ping", "missing"]),
         st.lists(values(as_json), max_size=2),
         st.text(max_size=6),
@@ -702,9 +622,9 @@ def messages(as_json: bool) -> st.SearchStrategy[bytes]:
     return st.one_of(
         st.binary(max_size=64),
         st.builds(mutate, valid_requests, st.lists(mutations, min_size=1, max_size=4)),
-        st.builds(mutate, packets(as_json).map(lambda p: encode_value(p, as_json)), st.lists(mutations, max_size=2)),
-        values(as_json).map(lambda v: encode_value(v, as_json)),
-        packets(as_json).map(lambda p: encode_value(p, as_json)),
+        st.builds(mutate, packets(as_json).map(lambda p: encode(p, as_json)), st.lists(mutations, max_size=2)),
+        values(as_json).map(lambda v: encode(v, as_json)),
+        packets(as_json).map(lambda p: encode(p, as_json)),
     )
 
 
@@ -715,14 +635,7 @@ def batches(as_json: bool) -> st.SearchStrategy[list[tuple[bytes, bool]]]:
 def _fuzz(live: LiveServer, as_json: bool, batch: list[tuple[bytes, bool]]) -> None:
     ws = live.connection(as_json)
     for payload, as_text in batch:
-        opcode = BINARY
-        if as_text:
-            try:
-                payload.decode("utf-8")
-                opcode = TEXT
-            except UnicodeDecodeError:
-                pass
-        ws.send(opcode, payload)
+        ws.send(opcode_for(payload, as_text), payload)
     live.sync(as_json)
     assert not live.errors, live.errors.describe()
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from conftest import connected_client, running_server, uri_of, wait_until
+from helpers import raw_connect
 from websockets.asyncio.client import ClientConnection as RawConnection
-from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 import webshocket
@@ -28,11 +28,6 @@ from webshocket import (
 )
 
 Conn = ClientConnection[Any]
-
-
-def raw_connect(uri: str, **kwargs: Any) -> Any:
-    """A generic (JSON) client from the ``websockets`` library, no proxy, short timeouts."""
-    return ws_connect(uri, proxy=None, compression=None, open_timeout=2, close_timeout=1, **kwargs)
 
 
 def json_request(method: str, *args: Any, call_id: str | None = None, **kwargs: Any) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from conftest import HOST, connected_client, running_server, uri_of, wait_until
-from websockets.asyncio.client import connect as ws_connect
+from helpers import raw_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import webshocket
@@ -25,10 +25,6 @@ from webshocket import (
 )
 
 Conn = ClientConnection[Any]
-
-
-def raw_connect(uri: str, **kwargs: Any) -> Any:
-    return ws_connect(uri, proxy=None, compression=None, open_timeout=2, close_timeout=1, **kwargs)
 
 
 class LifecycleHandler(WebSocketHandler[Any]):

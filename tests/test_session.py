@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from conftest import connected_client, running_server, uri_of, wait_until
-from websockets.asyncio.client import connect as ws_connect
+from helpers import raw_connect
 
 import webshocket
 from webshocket import (
@@ -142,9 +142,9 @@ async def test_state_is_per_connection_and_gone_with_it() -> None:
 
 async def test_uid_and_remote_address() -> None:
     async with running_server() as server:
-        async with ws_connect(uri_of(server), proxy=None, compression=None, open_timeout=2) as first:
+        async with raw_connect(uri_of(server)) as first:
             conn1 = await asyncio.wait_for(server.accept(), 2)
-            async with ws_connect(uri_of(server), proxy=None, compression=None, open_timeout=2) as second:
+            async with raw_connect(uri_of(server)) as second:
                 conn2 = await asyncio.wait_for(server.accept(), 2)
                 assert isinstance(conn1.uid, uuid.UUID)
                 assert isinstance(conn2.uid, uuid.UUID)

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
-import os
-import struct
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -30,13 +26,23 @@ from picows import (
     WSUpgradeResponseWithListener,
     ws_create_server,
 )
+from rawws import (
+    BINARY,
+    CLOSE,
+    CONTINUATION,
+    FRAMEWORK,
+    PING,
+    PONG,
+    TEXT,
+    RawWebSocket,
+    decode,
+    rpc_request,
+)
 
 import webshocket
 from webshocket import ClientConnection, PacketSource, WebSocketClient, WebSocketHandler, rpc_method
 
 CHUNK = 64 * 1024
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 
 class Handler(WebSocketHandler[Any]):
@@ -71,136 +77,6 @@ class Handler(WebSocketHandler[Any]):
         return "pushed"
 
 
-# --------------------------------------------------------------------------- raw client
-
-
-@dataclass
-class Frame:
-    fin: bool
-    rsv: int
-    opcode: int
-    masked: bool
-    payload: bytes
-
-
-class RawWebSocket:
-    """Just enough of RFC 6455 to look at frames: HTTP upgrade by hand, masked frames out."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, headers: dict[str, str]) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.headers = headers
-
-    @classmethod
-    async def connect(cls, port: int, subprotocol: str | None = None) -> RawWebSocket:
-        reader, writer = await asyncio.open_connection(HOST, port)
-        key = base64.b64encode(os.urandom(16)).decode()
-        lines = [
-            "GET / HTTP/1.1",
-            f"Host: {HOST}:{port}",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            f"Sec-WebSocket-Key: {key}",
-            "Sec-WebSocket-Version: 13",
-        ]
-        if subprotocol is not None:
-            lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-        status, *header_lines = head.decode("latin-1").split("\r\n")
-        assert status.startswith("HTTP/1.1 101"), status
-        headers = {}
-        for line in header_lines:
-            if ":" in line:
-                name, value = line.split(":", 1)
-                headers[name.strip().lower()] = value.strip()
-        accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
-        assert headers["sec-websocket-accept"] == accept
-        return cls(reader, writer, headers)
-
-    def send_frame(self, opcode: int, payload: bytes, fin: bool = True, mask: bool = True) -> None:
-        head = bytes([(0x80 if fin else 0) | opcode])
-        size = len(payload)
-        mask_bit = 0x80 if mask else 0
-        if size < 126:
-            head += bytes([mask_bit | size])
-        elif size < 65536:
-            head += bytes([mask_bit | 126]) + struct.pack("!H", size)
-        else:
-            head += bytes([mask_bit | 127]) + struct.pack("!Q", size)
-        if mask:
-            key = os.urandom(4)
-            head += key
-            payload = _mask(payload, key)
-        self.writer.write(head + payload)
-
-    async def read_frame(self, timeout: float = 5.0) -> Frame:
-        first, second = await asyncio.wait_for(self.reader.readexactly(2), timeout)
-        size = second & 0x7F
-        if size == 126:
-            (size,) = struct.unpack("!H", await self.reader.readexactly(2))
-        elif size == 127:
-            (size,) = struct.unpack("!Q", await self.reader.readexactly(8))
-        masked = bool(second & 0x80)
-        key = await self.reader.readexactly(4) if masked else b""
-        payload = await asyncio.wait_for(self.reader.readexactly(size), timeout)
-        if masked:
-            payload = _mask(payload, key)
-        return Frame(bool(first & 0x80), (first >> 4) & 0x7, first & 0x0F, masked, payload)
-
-    async def read_message(self) -> tuple[list[Frame], list[Frame]]:
-        """Frames of the next data message, and the control frames seen meanwhile."""
-        frames: list[Frame] = []
-        control: list[Frame] = []
-        while True:
-            frame = await self.read_frame()
-            if frame.opcode >= 0x8:
-                control.append(frame)
-                if frame.opcode == CLOSE:
-                    return frames, control
-                continue
-            frames.append(frame)
-            if frame.fin:
-                return frames, control
-
-    async def read_close(self) -> int:
-        """Read until a close frame and return its code."""
-        while True:
-            frame = await self.read_frame()
-            if frame.opcode == CLOSE:
-                return int(struct.unpack("!H", frame.payload[:2])[0]) if frame.payload else 1005
-
-    async def close(self) -> None:
-        if not self.writer.is_closing():
-            try:
-                self.send_frame(CLOSE, struct.pack("!H", 1000))
-                await self.writer.drain()
-            except ConnectionError:
-                pass
-            self.writer.close()
-        try:
-            await self.writer.wait_closed()
-        except ConnectionError:
-            pass
-
-
-def _mask(payload: bytes, key: bytes) -> bytes:
-    repeated = (key * (len(payload) // 4 + 1))[: len(payload)]
-    return (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(len(payload), "big")
-
-
-def rpc_request(method: str, *args: Any, call_id: str = "raw-1", as_json: bool = False) -> bytes:
-    packet = {
-        "source": 5,
-        "rpc": {"type": "request", "method": method, "args": list(args), "kwargs": {}, "call_id": call_id},
-    }
-    return json.dumps(packet).encode() if as_json else msgpack.packb(packet, use_bin_type=True)
-
-
-def decode(payload: bytes, as_json: bool) -> Any:
-    return json.loads(payload) if as_json else msgpack.unpackb(payload, raw=False)
-
-
 # --------------------------------------------------------------------------- fragmentation
 
 
@@ -210,7 +86,7 @@ BIG = bytes(range(256)) * 1200  # 300 KiB
 @pytest.mark.parametrize("as_json", [False, True], ids=["msgpack", "json"])
 async def test_large_reply_is_written_in_64k_fragments(as_json: bool) -> None:
     async with running_server(Handler) as server:
-        ws = await RawWebSocket.connect(server.port, None if as_json else "webshocket.v1")
+        ws = await RawWebSocket.connect(server.port, None if as_json else FRAMEWORK)
         try:
             value: Any = base64.b64encode(BIG).decode() if as_json else BIG
             ws.send_frame(TEXT if as_json else BINARY, rpc_request("echo", value, as_json=as_json))
@@ -235,7 +111,7 @@ async def test_large_reply_is_written_in_64k_fragments(as_json: bool) -> None:
 
 async def test_message_of_exactly_64k_is_one_frame() -> None:
     async with running_server(Handler) as server:
-        ws = await RawWebSocket.connect(server.port, "webshocket.v1")
+        ws = await RawWebSocket.connect(server.port, FRAMEWORK)
         try:
             # find a string length whose encoded reply is exactly CHUNK bytes
             overhead = len(msgpack.packb(_reply_map("raw-1", "")))
@@ -329,7 +205,7 @@ async def test_our_client_writes_64k_fragments() -> None:
 @pytest.mark.parametrize("as_json", [False, True], ids=["msgpack", "json"])
 async def test_fragmented_message_from_client_is_reassembled(as_json: bool) -> None:
     async with running_server(Handler) as server:
-        ws = await RawWebSocket.connect(server.port, None if as_json else "webshocket.v1")
+        ws = await RawWebSocket.connect(server.port, None if as_json else FRAMEWORK)
         try:
             message = rpc_request("size", "x" * 5000, as_json=as_json)
             parts = [message[:10], message[10:3000], message[3000:]]
@@ -345,7 +221,7 @@ async def test_fragmented_message_from_client_is_reassembled(as_json: bool) -> N
 
 async def test_fragmented_non_rpc_packet_reaches_on_receive() -> None:
     async with running_server(Handler) as server:
-        ws = await RawWebSocket.connect(server.port, "webshocket.v1")
+        ws = await RawWebSocket.connect(server.port, FRAMEWORK)
         try:
             message = msgpack.packb({"source": 4, "data": {"blob": BIG}}, use_bin_type=True)
             for offset in range(0, len(message), 50_000):
@@ -361,7 +237,7 @@ async def test_fragmented_non_rpc_packet_reaches_on_receive() -> None:
 
 async def test_pings_between_fragments_get_pongs() -> None:
     async with running_server(Handler) as server:
-        ws = await RawWebSocket.connect(server.port, "webshocket.v1")
+        ws = await RawWebSocket.connect(server.port, FRAMEWORK)
         try:
             message = rpc_request("size", "y" * 300)
             ws.send_frame(BINARY, message[:100], fin=False)
@@ -386,7 +262,7 @@ async def test_pings_between_fragments_get_pongs() -> None:
 @pytest.mark.parametrize("as_json", [False, True], ids=["msgpack", "json"])
 async def test_every_packet_is_a_binary_message(as_json: bool) -> None:
     async with running_server(Handler) as server:
-        ws = await RawWebSocket.connect(server.port, None if as_json else "webshocket.v1")
+        ws = await RawWebSocket.connect(server.port, None if as_json else FRAMEWORK)
         try:
             if as_json:
                 assert "sec-websocket-protocol" not in ws.headers
@@ -431,32 +307,32 @@ async def test_generic_client_offering_another_subprotocol_gets_json() -> None:
 
 async def test_data_frame_inside_fragmented_message_is_a_protocol_error() -> None:
     async with running_server(Handler) as server:
-        ws = await RawWebSocket.connect(server.port, "webshocket.v1")
+        ws = await RawWebSocket.connect(server.port, FRAMEWORK)
         try:
             ws.send_frame(BINARY, b"\x82", fin=False)
             ws.send_frame(BINARY, b"\x80", fin=True)  # a new message before the first one ended
-            assert await ws.read_close() == 1002
+            assert await ws.close_code() == 1002
         finally:
             await ws.close()
 
 
 async def test_continuation_without_start_is_a_protocol_error() -> None:
     async with running_server(Handler) as server:
-        ws = await RawWebSocket.connect(server.port, "webshocket.v1")
+        ws = await RawWebSocket.connect(server.port, FRAMEWORK)
         try:
             ws.send_frame(CONTINUATION, b"orphan", fin=True)
-            assert await ws.read_close() == 1002
+            assert await ws.close_code() == 1002
         finally:
             await ws.close()
 
 
 async def test_fragmented_message_above_max_size_is_closed_1009() -> None:
     async with running_server(Handler, max_message_size=100_000) as server:
-        ws = await RawWebSocket.connect(server.port, "webshocket.v1")
+        ws = await RawWebSocket.connect(server.port, FRAMEWORK)
         try:
             ws.send_frame(BINARY, b"\x00" * 60_000, fin=False)
             ws.send_frame(CONTINUATION, b"\x00" * 60_000, fin=False)
-            assert await ws.read_close() == 1009
+            assert await ws.close_code() == 1009
         finally:
             await ws.close()
         async with connected_client(server) as client:  # others are unaffected
@@ -465,10 +341,10 @@ async def test_fragmented_message_above_max_size_is_closed_1009() -> None:
 
 async def test_single_frame_above_max_size_is_closed_1009() -> None:
     async with running_server(Handler, max_message_size=100_000) as server:
-        ws = await RawWebSocket.connect(server.port, "webshocket.v1")
+        ws = await RawWebSocket.connect(server.port, FRAMEWORK)
         try:
             ws.send_frame(BINARY, b"\x00" * 150_000)
-            assert await ws.read_close() == 1009
+            assert await ws.close_code() == 1009
         finally:
             await ws.close()
 

@@ -28,9 +28,11 @@ scalars = (
 )
 values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=6)
-    | st.tuples(children, children)
-    | st.dictionaries(st.text(max_size=8), children, max_size=6),
+    lambda children: (
+        st.lists(children, max_size=6)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text(max_size=8), children, max_size=6)
+    ),
     max_leaves=30,
 )
 json_values = st.recursive(
@@ -58,7 +60,12 @@ def test_compiled_codec_is_tested() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(call_id=st.text(), response=values, error=st.sampled_from([None, -32601, -32001]), flags=st.tuples(st.booleans(), st.booleans()))
+@given(
+    call_id=st.text(),
+    response=values,
+    error=st.sampled_from([None, -32601, -32001]),
+    flags=st.tuples(st.booleans(), st.booleans()),
+)
 def test_encode_response_identical(call_id: str, response: Any, error: int | None, flags: tuple[bool, bool]) -> None:
     for as_json in (False, True):
         if as_json:
@@ -96,7 +103,12 @@ def test_encode_push_json_identical(source: int, data: Any, channel: str | None)
 
 
 @settings(max_examples=300, deadline=None)
-@given(method=st.text(), args=st.lists(values, max_size=4), kwargs=st.dictionaries(st.text(max_size=6), values, max_size=3), call_id=st.text())
+@given(
+    method=st.text(),
+    args=st.lists(values, max_size=4),
+    kwargs=st.dictionaries(st.text(max_size=6), values, max_size=3),
+    call_id=st.text(),
+)
 def test_request_round_trip(method: str, args: list[Any], kwargs: dict[str, Any], call_id: str) -> None:
     raw = {impl.encode_request(method, args, kwargs, call_id, False) for impl in IMPLS}
     assert len(raw) == 1
@@ -129,7 +141,9 @@ packet_like = st.fixed_dictionaries(
             optional={
                 "method": st.text() | st.integers(-5, 5) | st.none(),
                 "args": st.lists(values, max_size=3) | st.none() | st.text() | st.dictionaries(st.text(), values),
-                "kwargs": st.dictionaries(st.text(max_size=4) | st.integers(-5, 5), values, max_size=3) | st.none() | st.lists(values),
+                "kwargs": st.dictionaries(st.text(max_size=4) | st.integers(-5, 5), values, max_size=3)
+                | st.none()
+                | st.lists(values),
                 "call_id": st.text() | st.none() | st.integers(-5, 5),
                 "response": values,
                 "error": st.sampled_from([None, -32601, -32602, -32603, -32000, -32001, -32002, 0, "x", True]),

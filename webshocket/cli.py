@@ -96,7 +96,7 @@ def _cmd_bench(args: argparse.Namespace, rest: Sequence[str]) -> int:
         raise SystemExit("error: the benchmark suite lives in the source tree (benchmarks/e2e); run from a clone")
     if root not in sys.path:
         sys.path.insert(0, root)
-    from benchmarks.e2e.__main__ import main as bench_main
+    from benchmarks.e2e.run import main as bench_main
 
     return int(bench_main(list(rest)) or 0)
 

@@ -331,8 +331,11 @@ class WebSocketServer(Generic[H]):
                     client._protocol.disconnect(False)
             for waiter in late:
                 waiter.cancel()
-        for task in [*core.rpc_tasks, *core.stream_tasks]:
+        cancelled = [*core.rpc_tasks, *core.stream_tasks]
+        for task in cancelled:
             task.cancel()
+        if cancelled:  # let them unwind (finally blocks, replies) before the loop may end
+            await asyncio.wait(cancelled, timeout=5.0)
         lifecycle = list(core.lifecycle_tasks)
         if lifecycle:
             await asyncio.wait(lifecycle, timeout=5.0)

@@ -1,0 +1,432 @@
+"""The runner: every scenario against every server, repeated, medians, three output files.
+
+``python -m benchmarks.e2e [--quick] [--servers ours,pure,052,raw] [--repeat 3] ...``
+(``--help`` lists the options). Each run starts a fresh server process pinned to one core
+(``taskset -c 0``), waits for its ``READY`` line, runs the load generator in its own process
+pinned to the other core (``taskset -c 1``), then ends the server. Runs are interleaved
+(repeat, then scenario, then server in an order rotated per repeat) so a slow phase of a
+shared machine does not land on one server only. The suite writes ``e2e.json`` (every run,
+the medians, the ratios, the machine), ``e2e.md`` (tables) and ``e2e.png`` (chart) into
+``--out`` (default ``benchmarks/results/``) and prints the ratios of ours to the others.
+It exits 1 when a run failed (errors are never counted as throughput), 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from . import procs, report
+
+HERE = Path(__file__).resolve().parent
+SERVERS_DIR = HERE / "servers"
+DEFAULT_OUT = procs.REPO / "benchmarks" / "results"
+
+
+# --------------------------------------------------------------------------- what is compared
+
+
+@dataclass(frozen=True)
+class ServerKind:
+    """One implementation under test."""
+
+    key: str
+    label: str
+    script: str
+    pure: bool = False  # ours with WEBSHOCKET_NO_EXTENSIONS=1
+    venv: bool = False  # runs with the python of the webshocket 0.5.2 virtualenv
+
+
+SERVERS: dict[str, ServerKind] = {
+    s.key: s
+    for s in (
+        ServerKind("ours", "ours (compiled)", "webshocket_app.py"),
+        ServerKind("ours-pure", "ours (pure Python)", "webshocket_app.py", pure=True),
+        ServerKind("webshocket-0.5.2", "webshocket 0.5.2", "webshocket_app.py", venv=True),
+        ServerKind("raw-picows", "raw picows", "raw_picows.py"),
+    )
+}
+ALIASES = {
+    "ours": "ours",
+    "compiled": "ours",
+    "pure": "ours-pure",
+    "ours-pure": "ours-pure",
+    "052": "webshocket-0.5.2",
+    "0.5.2": "webshocket-0.5.2",
+    "webshocket-0.5.2": "webshocket-0.5.2",
+    "raw": "raw-picows",
+    "raw-picows": "raw-picows",
+}
+
+
+@dataclass
+class Scenario:
+    """One measurement; ``params`` go to the load generator."""
+
+    key: str
+    label: str
+    kind: str  # rpc | fanout | memory
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def scenarios(subscribers: list[int], idle: int, sizes: tuple[int, ...] = (64, 1024)) -> list[Scenario]:
+    """The suite: RPC 1x64 and 50x16, fan-out per subscriber count and payload size, memory."""
+    out = [
+        Scenario("rpc-1x64", "RPC add, 1 conn x 64 in flight", "rpc", {"connections": 1, "inflight": 64}),
+        Scenario("rpc-50x16", "RPC add, 50 conns x 16 in flight", "rpc", {"connections": 50, "inflight": 16}),
+    ]
+    for count in subscribers:
+        for size in sizes:
+            name = f"{size} B" if size < 1024 else f"{size // 1024} KiB"
+            out.append(
+                Scenario(
+                    f"fanout-{count}x{size}",
+                    f"fan-out, {count:,} subscribers, {name}",
+                    "fanout",
+                    {"subscribers": count, "size": size, "inflight": 8},
+                )
+            )
+    out.append(Scenario(f"memory-{idle}", f"memory, {idle:,} idle connections", "memory", {"idle": idle}))
+    return out
+
+
+def loadgen_timeout(scenario: Scenario, warmup: float, duration: float) -> float:
+    """Seconds the load generator may take before it stops itself (generous: slow servers too)."""
+    if scenario.kind == "rpc":
+        return warmup + duration + 60
+    if scenario.kind == "fanout":
+        return warmup + duration + 90 + float(scenario.params["subscribers"]) * 0.05
+    return 90 + float(scenario.params["idle"]) * 0.02
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def server_command(kind: ServerKind, venv_python: Path | None) -> tuple[list[str], dict[str, str]]:
+    """Interpreter + script, and the environment, for ``kind``."""
+    script = str(SERVERS_DIR / kind.script)
+    if kind.venv:
+        from . import venv052
+
+        assert venv_python is not None
+        return [str(venv_python), script], venv052.clean_env()
+    env = {k: v for k, v in os.environ.items() if k not in ("WEBSHOCKET_NO_EXTENSIONS", "WEBSHOCKET_NO_UVLOOP")}
+    env["PYTHONUNBUFFERED"] = "1"
+    if kind.pure:
+        env["WEBSHOCKET_NO_EXTENSIONS"] = "1"
+    return [sys.executable, script], env
+
+
+def check_server(kind: ServerKind, info: dict[str, Any]) -> str | None:
+    """Why the server that said ``info`` is not the implementation wanted (None if it is)."""
+    if not info.get("uvloop"):
+        return "server is not running on uvloop"
+    speedups = info.get("speedups") or {}
+    if kind.key == "ours" and not (speedups and all(speedups.values())):
+        return f"compiled modules missing: {speedups}"
+    if kind.pure and any(speedups.values()):
+        return f"compiled modules loaded in the pure run: {speedups}"
+    if kind.venv and info.get("version") != "0.5.2":
+        return f"expected webshocket 0.5.2, got {info.get('version')}"
+    if not kind.venv and kind.key.startswith("ours") and info.get("version") != our_version():
+        return f"expected our webshocket {our_version()}, got {info.get('version')}"
+    return None
+
+
+def our_version() -> str:
+    """Version of the webshocket installed for this interpreter (this repository)."""
+    try:
+        return metadata.version("webshocket")
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def run_one(
+    kind: ServerKind,
+    scenario: Scenario,
+    args: argparse.Namespace,
+    venv_python: Path | None,
+) -> dict[str, Any]:
+    """One server process, one load generator run; the record of the run."""
+    started = time.perf_counter()
+    record: dict[str, Any] = {"server": kind.key, "scenario": scenario.key}
+    argv, env = server_command(kind, venv_python)
+    port = procs.free_port()
+    try:
+        server = procs.start_server(argv, port, env=env, cpu=args.server_cpu)
+    except RuntimeError as exc:
+        record.update(ok=False, errors={"server did not start": 1}, detail=str(exc)[-2000:])
+        return record
+    try:
+        record["server_info"] = server.info
+        problem = check_server(kind, server.info)
+        if problem is not None:
+            record.update(ok=False, errors={problem: 1})
+            return record
+        timeout = loadgen_timeout(scenario, args.warmup, args.duration)
+        spec = {
+            "scenario": scenario.kind,
+            **scenario.params,
+            "port": port,
+            "server_pid": server.pid,
+            "duration": args.duration,
+            "warmup": args.warmup,
+            "settle": args.settle,
+            "timeout": timeout,
+        }
+        loadgen = [sys.executable, "-m", "benchmarks.e2e.loadgen", json.dumps(spec)]
+        result = procs.run_json(loadgen, cpu=args.loadgen_cpu, timeout=timeout + 15)
+        if server.process.poll() is not None:
+            result["ok"] = False
+            result.setdefault("errors", {})[f"server exited with {server.process.returncode}"] = 1
+        record.update(result)
+        if not record.get("ok"):
+            record["server_stderr"] = procs.stderr_tail(server.process)
+        return record
+    finally:
+        procs.reap(server.process)
+        record["wall_s"] = time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """A textual progress bar on stderr (one line per step when stderr is not a terminal)."""
+
+    def __init__(self, total: int, width: int = 30) -> None:
+        self.total = total
+        self.done = 0
+        self.width = width
+        self.started = time.monotonic()
+        self.tty = sys.stderr.isatty()
+
+    def show(self, label: str, final: bool = False) -> None:
+        """Redraw with ``label`` as the step in progress (without a terminal: only finished steps)."""
+        if not self.tty and not final:
+            return
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0
+        filled = int(self.width * self.done / self.total) if self.total else self.width
+        bar = "#" * filled + "-" * (self.width - filled)
+        line = f"[{bar}] {self.done}/{self.total} {fmt_s(elapsed)} eta {fmt_s(eta)}  {label}"
+        if self.tty:
+            sys.stderr.write("\r\033[K" + line)
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def step(self, label: str) -> None:
+        """One step done."""
+        self.done += 1
+        self.show(label, final=True)
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self.tty:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def fmt_s(seconds: float) -> str:
+    """``1m05s``."""
+    minutes, sec = divmod(int(seconds), 60)
+    return f"{minutes}m{sec:02d}s"
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
+        mem_kib = int(f.readline().split()[1])
+
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "?"
+
+    def git(*cmd: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *cmd], cwd=procs.REPO, capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return "?"
+
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "os": platform.platform(),
+        "python": sys.version.split()[0],
+        "webshocket": our_version(),
+        "picows": version("picows"),
+        "uvloop": version("uvloop"),
+        "msgpack": version("msgpack"),
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+    }
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command line; ``--quick`` changes the defaults of the options not given."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.e2e", description=__doc__.split("\n", 1)[0] if __doc__ else None
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke test: 1 s runs, 1 repeat, small counts")
+    parser.add_argument(
+        "--servers", default="ours,pure,052,raw", help="comma list of: ours, pure, 052, raw (default: all)"
+    )
+    parser.add_argument(
+        "--scenarios",
+        default="",
+        help="comma list of scenario keys or prefixes: rpc-1x64, rpc-50x16, fanout-<subscribers>x<bytes>, "
+        "memory-<idle>; e.g. 'rpc,fanout-1000' (default: all)",
+    )
+    parser.add_argument("--repeat", type=int, help="runs per server and scenario; medians reported (3)")
+    parser.add_argument("--duration", type=float, help="measurement window per run, seconds (5)")
+    parser.add_argument("--warmup", type=float, help="load before the window, seconds (1)")
+    parser.add_argument("--subscribers", help="fan-out subscriber counts, comma list (1000,5000)")
+    parser.add_argument("--idle", type=int, help="idle connections of the memory scenario (10000)")
+    parser.add_argument("--settle", type=float, help="pause before each RSS reading, seconds (1)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (benchmarks/results)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    parser.add_argument("--server-cpu", default="0", help="core of the servers (0)")
+    parser.add_argument("--loadgen-cpu", default="1", help="core of the load generator (1)")
+    parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib needed)")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    defaults: dict[str, Any] = {
+        "repeat": 1 if quick else 3,
+        "duration": 1.0 if quick else 5.0,
+        "warmup": 0.3 if quick else 1.0,
+        "subscribers": "100,500" if quick else "1000,5000",
+        "idle": 1000 if quick else 10000,
+        "settle": 0.3 if quick else 1.0,
+    }
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    try:
+        args.subscriber_counts = [int(x) for x in str(args.subscribers).split(",") if x.strip()]
+        keys = [ALIASES[x.strip().lower()] for x in args.servers.split(",") if x.strip()]
+    except (KeyError, ValueError) as exc:
+        parser.error(f"bad --servers or --subscribers: {exc}")
+    args.server_keys = list(dict.fromkeys(keys))
+    if args.repeat < 1 or args.duration <= 0 or args.warmup < 0 or args.idle < 1:
+        parser.error("--repeat, --duration and --idle must be positive, --warmup not negative")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the suite; 0 when every run passed its checks."""
+    args = parse_args(argv)
+    why_not = None if args.no_pin else procs.pinning_available()
+    if args.no_pin or why_not:
+        args.server_cpu = args.loadgen_cpu = None
+    plan = scenarios(args.subscriber_counts, args.idle)
+    if args.scenarios:
+        wanted = [w.strip() for w in args.scenarios.split(",") if w.strip()]
+        plan = [s for s in plan if any(s.key == w or s.key.startswith(w) for w in wanted)]
+        if not plan:
+            sys.stderr.write(f"no scenario matches {args.scenarios!r}\n")
+            return 2
+    kinds = [SERVERS[k] for k in args.server_keys]
+    notes: list[str] = []
+    if why_not:
+        notes.append(f"not pinned to cores: {why_not}")
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # same as Ctrl-C: stop, reap everything, write what was measured
+
+    signal.signal(signal.SIGTERM, on_term)
+    venv_python: Path | None = None
+    if any(k.venv for k in kinds):
+        sys.stderr.write("preparing the webshocket 0.5.2 virtualenv ...\n")
+        try:
+            from . import venv052
+
+            venv_python = venv052.venv_python()
+        except Exception as exc:
+            notes.append(f"webshocket 0.5.2 left out: its virtualenv could not be built ({exc})")
+            sys.stderr.write(notes[-1] + "\n")
+            kinds = [k for k in kinds if not k.venv]
+    started = datetime.datetime.now(datetime.timezone.utc)
+    runs: list[dict[str, Any]] = []
+    total = args.repeat * len(plan) * len(kinds)
+    progress = Progress(total)
+    interrupted = False
+    try:
+        for repeat in range(args.repeat):
+            order = kinds[repeat % len(kinds) :] + kinds[: repeat % len(kinds)] if kinds else []
+            for scenario in plan:
+                for kind in order:
+                    progress.show(f"{kind.key} {scenario.key} #{repeat + 1}")
+                    record = run_one(kind, scenario, args, venv_python)
+                    record["repeat"] = repeat
+                    runs.append(record)
+                    status = "ok" if record.get("ok") else "FAILED"
+                    progress.step(f"{kind.key} {scenario.key} #{repeat + 1}: {status}")
+    except KeyboardInterrupt:
+        interrupted = True
+        notes.append("interrupted: partial results")
+    finally:
+        progress.close()
+        procs.kill_all()
+    data = {
+        "meta": {
+            "started": started.isoformat(timespec="seconds"),
+            "wall_s": (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(),
+            "command": " ".join(["python -m benchmarks.e2e", *(sys.argv[1:] if argv is None else argv)]),
+            "machine": machine(),
+            "settings": {
+                "repeat": args.repeat,
+                "duration_s": args.duration,
+                "warmup_s": args.warmup,
+                "settle_s": args.settle,
+                "server_cpu": args.server_cpu,
+                "loadgen_cpu": args.loadgen_cpu,
+                "quick": args.quick,
+            },
+            "servers": {k.key: k.label for k in kinds},
+            "scenarios": {s.key: {"label": s.label, "kind": s.kind, **s.params} for s in plan},
+            "notes": notes,
+        },
+        "runs": runs,
+    }
+    report.finish(data, args.out, chart=not args.no_chart)
+    failed = [r for r in runs if not r.get("ok")]
+    if failed:
+        sys.stderr.write(f"{len(failed)} of {len(runs)} runs FAILED:\n")
+        for r in failed:
+            sys.stderr.write(f"  {r['server']} {r['scenario']} #{r.get('repeat', 0) + 1}: {r.get('errors')}\n")
+    return 1 if failed or interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""A minimal raw-picows server speaking the benchmark's subset of the wire protocol.
+
+The floor a framework on picows can approach: one listener per connection, msgpack decode
+of each request, msgpack encode of each reply and one ``transport.send`` per reply; a
+publish is encoded once (one ``packb``) and the same bytes are sent to every subscriber.
+Replies are byte-compatible with PROTOCOL.md (same keys, same order). No fragmentation,
+no JSON dialect, no error handling beyond "unknown method": not a server, a yardstick.
+
+Usage: ``python raw_picows.py PORT``; prints ``READY PORT {json info}`` once accepting and
+exits when its stdin closes or on SIGTERM. Methods: ``add``, ``subscribe``, ``publish``,
+``count`` (see ``webshocket_app.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import signal
+import sys
+import threading
+from typing import Any
+
+import msgpack
+import picows
+import uvloop
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest
+
+SUBPROTOCOL = "webshocket.v1"
+_BINARY = WSMsgType.BINARY
+_TEXT = WSMsgType.TEXT
+_packb = msgpack.packb
+_unpackb = msgpack.unpackb
+
+
+class App:
+    """Shared state: connected listeners and channel -> subscribed transports."""
+
+    def __init__(self) -> None:
+        self.clients: set[RawListener] = set()
+        self.channels: dict[str, set[WSTransport]] = {}
+
+    def publish(self, channel: str, data: Any) -> None:
+        """Encode once, send to every subscriber."""
+        subscribers = self.channels.get(channel)
+        if not subscribers:
+            return
+        encoded = _packb({"source": 2, "data": data, "channel": channel})
+        for transport in subscribers:
+            transport.send(_BINARY, encoded)
+
+
+def response(call_id: Any, value: Any, error: int | None = None) -> bytes:
+    """An RPC response packet, keys in protocol order."""
+    rpc = {"type": "response", "call_id": call_id, "response": value, "error": error, "is_stream": False}
+    rpc["is_end"] = error is not None
+    encoded: bytes = _packb({"source": 5, "rpc": rpc})
+    return encoded
+
+
+class RawListener(WSListener):
+    """One connection: decode, dispatch, reply."""
+
+    def __init__(self, app: App) -> None:
+        super().__init__()
+        self.app = app
+        self.transport: WSTransport | None = None
+        self.channels: set[str] = set()
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        self.app.clients.add(self)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.app.clients.discard(self)
+        for name in self.channels:
+            subscribers = self.app.channels.get(name)
+            if subscribers is not None:
+                subscribers.discard(transport)
+                if not subscribers:
+                    del self.app.channels[name]
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is not _BINARY and frame.msg_type is not _TEXT:
+            return
+        try:
+            packet = _unpackb(frame.get_payload_as_bytes())
+            rpc = packet["rpc"]
+            method = rpc["method"]
+            args = rpc.get("args") or []
+            call_id = rpc["call_id"]
+        except Exception:
+            return  # not an RPC request: nothing in the benchmark sends one
+        if method == "add":
+            reply = response(call_id, args[0] + args[1])
+        elif method == "publish":
+            self.app.publish(args[0], args[1])
+            reply = response(call_id, True)
+        elif method == "subscribe":
+            channel = args[0]
+            self.channels.add(channel)
+            self.app.channels.setdefault(channel, set()).add(transport)
+            reply = response(call_id, True)
+        elif method == "count":
+            reply = response(call_id, len(self.app.clients))
+        else:
+            reply = response(call_id, f"RPC method '{method}' not found.", -32601)
+        transport.send(_BINARY, reply)
+
+
+def raise_nofile() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+async def until_stopped(loop: asyncio.AbstractEventLoop) -> None:
+    """Return on SIGTERM or when stdin closes (the runner died or is done with us)."""
+    stop = loop.create_future()
+
+    def done() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
+    def watch_stdin() -> None:
+        sys.stdin.read()
+        loop.call_soon_threadsafe(done)
+
+    loop.add_signal_handler(signal.SIGTERM, done)
+    threading.Thread(target=watch_stdin, daemon=True).start()  # a daemon: never joined at exit
+    await stop
+
+
+async def main(port: int) -> None:
+    """Serve until stdin closes."""
+    loop = asyncio.get_running_loop()
+    app = App()
+
+    def factory(request: WSUpgradeRequest) -> Any:
+        offered = request.headers.get("Sec-WebSocket-Protocol", "") or ""
+        if SUBPROTOCOL in [p.strip() for p in offered.split(",")]:
+            return picows.WSUpgradeResponseWithListener(
+                picows.WSUpgradeResponse.create_101_response(extra_headers={"Sec-WebSocket-Protocol": SUBPROTOCOL}),
+                RawListener(app),
+            )
+        return RawListener(app)
+
+    await picows.ws_create_server(factory, "127.0.0.1", port)
+    info = {
+        "impl": "raw-picows",
+        "version": picows.__version__ if hasattr(picows, "__version__") else "?",
+        "uvloop": isinstance(loop, uvloop.Loop),
+        "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        "python": sys.version.split()[0],
+        "pid": os.getpid(),
+    }
+    sys.stdout.write(f"READY {port} {json.dumps(info)}\n")
+    sys.stdout.flush()
+    await until_stopped(loop)
+
+
+if __name__ == "__main__":
+    raise_nofile()
+    uvloop.run(main(int(sys.argv[1])))
+    sys.stdout.flush()
+    os._exit(0)
