@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
 from typing import Any
 
 import msgpack
@@ -35,7 +36,9 @@ from rawws import (
     PONG,
     TEXT,
     RawWebSocket,
+    SyncWebSocket,
     decode,
+    frame_bytes,
     rpc_request,
 )
 
@@ -75,6 +78,54 @@ class Handler(WebSocketHandler[Any]):
         self.publish("room", {"kind": "channel"})
         self.broadcast({"kind": "broadcast"})
         return "pushed"
+
+
+# --------------------------------------------------------------------------- write batching
+
+
+class Gate(WebSocketHandler[Any]):
+    """``hold`` blocks the server's loop until another thread opens the gate (or 5 s pass)."""
+
+    gate = threading.Event()
+
+    @rpc_method()
+    async def echo(self, connection: ClientConnection[Any], value: Any) -> Any:
+        return value
+
+    @rpc_method()
+    async def hold(self, connection: ClientConnection[Any]) -> str:
+        return "released" if self.gate.wait(5.0) else "timed out"
+
+
+async def test_replies_leave_before_a_long_batch_is_done() -> None:
+    """Replies queued during one read batch go out once FLUSH_FRAMES are waiting, not at its end.
+
+    One write carries FLUSH_FRAMES echo requests, then ``hold``, which blocks the server until
+    a client thread has read every echo reply: that only happens if those replies were written
+    before the batch finished.
+    """
+    from webshocket._fanout import FLUSH_FRAMES
+
+    Gate.gate = threading.Event()
+    async with running_server(Gate) as server:
+        port = server.port
+
+        def client() -> list[Any]:
+            ws = SyncWebSocket(port, FRAMEWORK)
+            try:
+                batch = [rpc_request("echo", i, call_id=f"e{i}") for i in range(FLUSH_FRAMES)]
+                batch.append(rpc_request("hold", call_id="hold"))
+                ws.sock.sendall(b"".join(frame_bytes(BINARY, message) for message in batch))
+                replies = [decode(ws.recv_message(), False)["rpc"] for _ in range(FLUSH_FRAMES)]
+                Gate.gate.set()
+                replies.append(decode(ws.recv_message(), False)["rpc"])
+                return replies
+            finally:
+                ws.close()
+
+        replies = await asyncio.to_thread(client)
+    assert [r["response"] for r in replies[:-1]] == list(range(FLUSH_FRAMES))
+    assert (replies[-1]["call_id"], replies[-1]["response"]) == ("hold", "released")
 
 
 # --------------------------------------------------------------------------- fragmentation

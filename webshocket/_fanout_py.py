@@ -16,12 +16,16 @@ from typing import Any
 
 from ._codec import decode_packet, encode_packet, encode_push, frame
 
-__all__ = ["CLOSE_SLOW_CONSUMER", "SLOW_CONSUMER_GRACE", "Flusher", "Outgoing", "Sink", "fan_out"]
+__all__ = ["CLOSE_SLOW_CONSUMER", "FLUSH_FRAMES", "SLOW_CONSUMER_GRACE", "Flusher", "Outgoing", "Sink", "fan_out"]
 
 CLOSE_SLOW_CONSUMER = 4008
 """Close code for a client whose outgoing buffer was above ``max_send_buffer`` when a packet was pushed."""
 SLOW_CONSUMER_GRACE = 2.0
 """Seconds a slow consumer gets to read its close frame before the connection is aborted."""
+FLUSH_FRAMES = 16
+"""Frames a connection queues before they are written without waiting for the end of the
+loop iteration: a long batch of requests read at once starts answering while the rest is
+still being handled, so the peer works in parallel instead of in lock-step (pipelining)."""
 
 
 class Flusher:
@@ -47,7 +51,11 @@ class Flusher:
 
 
 class Sink:
-    """The outgoing side of one connection."""
+    """The outgoing side of one connection.
+
+    Frames queued during a loop iteration leave together, in one write, when the
+    iteration's work is done, or as soon as ``flush_frames`` of them are waiting.
+    """
 
     def __init__(self, transport: Any, as_json: bool) -> None:
         self.transport = transport  # picows WSTransport
@@ -58,6 +66,7 @@ class Sink:
         self.out_size = 0
         self.flusher: Flusher | None = None  # None: write at once
         self.max_out = 1024 * 1024
+        self.flush_frames = FLUSH_FRAMES
         self.drop = False  # slow-consumer policy: True "drop", False "disconnect"
         self.dropped = 0
         self.stats: dict[str, int] = {"dropped": 0, "slow_consumer_disconnects": 0, "deliveries": 0}
@@ -79,6 +88,8 @@ class Sink:
         else:
             out.append(frames)
             self.out_size += len(frames)
+            if len(out) >= self.flush_frames:
+                self.flush()
 
     def push(self, frames: bytes) -> bool:
         """Queue a pushed packet (send, publish, broadcast); False if the slow-consumer policy refused it."""

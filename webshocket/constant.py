@@ -14,3 +14,7 @@ DEFAULT_MAX_SEND_BUFFER = 1024 * 1024
 
 DEFAULT_MAX_INFLIGHT_RPCS = 256
 """RPCs of one connection running or queued before the server stops reading from it."""
+
+DEFAULT_READ_BUFFER_SIZE = 2048
+"""Initial size of a connection's read buffer (picows ``read_buffer_init_size``); it grows on
+demand for larger reads. Small, because idle connections dominate memory in real deployments."""

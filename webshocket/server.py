@@ -26,6 +26,7 @@ from .constant import (
     DEFAULT_MAX_INFLIGHT_RPCS,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_SEND_BUFFER,
+    DEFAULT_READ_BUFFER_SIZE,
     DEFAULT_WEBSHOCKET_SUBPROTOCOL,
 )
 from .enum import ClientType, ServerState
@@ -215,6 +216,7 @@ class WebSocketServer(Generic[H]):
             await bridge.start()  # fails clearly, before accepting anyone, if unreachable
             self._bridge = self.handler._bridge = bridge
         self.state = ServerState.SERVING
+        kwargs.setdefault("read_buffer_init_size", DEFAULT_READ_BUFFER_SIZE)
         try:
             self._server = await ws_create_server(
                 self._listener_factory,

@@ -21,6 +21,7 @@ cdef class Sink:
     cdef public Py_ssize_t out_size
     cdef public Flusher flusher
     cdef public Py_ssize_t max_out
+    cdef public Py_ssize_t flush_frames
     cdef public bint drop
     cdef public Py_ssize_t dropped
     cdef public dict stats
