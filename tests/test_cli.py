@@ -56,6 +56,15 @@ def test_help_and_version() -> None:
     assert version.stdout.startswith("webshocket ")
 
 
+def test_bench_runs_the_benchmark_suite(tmp_path: Path) -> None:
+    """``webshocket bench`` hands its arguments to the end-to-end suite (benchmarks/e2e)."""
+    bench = [sys.executable, "-m", "webshocket", "bench"]
+    usage = subprocess.run([*bench, "--help"], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert "--quick" in usage.stdout and "--servers" in usage.stdout
+    bad = subprocess.run([*bench, "--servers", "nginx"], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode == 2 and "nginx" in bad.stderr
+
+
 @pytest.mark.parametrize(
     ("handler", "message"),
     [

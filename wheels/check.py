@@ -56,11 +56,15 @@ VENVS = ROOT / "tests" / ".venvs"
 EXCLUDED_FILES: dict[str, str] = {
     "tests/test_build_fallback.py": "runs `setup.py build_ext` on a copy of the source tree (the build, not the wheel)",
     "tests/test_wheel.py": "builds a wheel and runs this check: it would recurse",
+    "tests/test_bench_suite.py": "runs the benchmark suite, which is in the source tree (benchmarks/), not the wheel",
 }
 #: Single tests not run against the wheel, and why.
 DESELECTED_TESTS: dict[str, str] = {
     "tests/test_interop_052.py::test_venvs_hold_the_pypi_releases": (
         "asserts that `webshocket` is imported from the source tree (the rest of the interop tests run)"
+    ),
+    "tests/test_cli.py::test_bench_runs_the_benchmark_suite": (
+        "`webshocket bench` runs benchmarks/ of a source checkout; an installed wheel says so and exits"
     ),
 }
 #: Test files not run when the wheel's Python is older than the version given, and why.
