@@ -2,8 +2,10 @@
 
 The load generator is run as the runner runs it (a subprocess with a JSON spec) against
 servers of ours that answer wrongly on purpose: a wrong sum, a publish delivered twice, a
-publish not delivered at all. Each must fail the run with the matching error. The whole
-runner is then run in its quick mode against ours and the raw-picows baseline.
+publish not delivered at all, subscribers not spread over the workers it was told of. Each
+must fail the run with the matching error. The whole runner is then run in its quick mode
+against ours and the raw-picows baseline, against ours scaled out through a real
+redis-server (1 and 2 worker processes), and without redis-server on the PATH.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from conftest import running_server
+from redis_server import redis_available
 
 from webshocket import ClientConnection, WebSocketHandler, rpc_method
 
@@ -40,6 +44,14 @@ class Honest(WebSocketHandler[Any]):
     async def rpc_publish(self, connection: Conn, channel: str, payload: Any) -> bool:
         self.publish(channel, payload)
         return True
+
+
+class TellsWorker(Honest):
+    """Also answers ``worker()`` (the pid serving the connection), as the scale-out app does."""
+
+    @rpc_method(alias_name="worker")
+    async def rpc_worker(self, connection: Conn) -> int:
+        return os.getpid()
 
 
 class WrongSum(Honest):
@@ -112,6 +124,105 @@ async def test_loadgen_fails_a_run_with_a_lost_delivery() -> None:
         result = await loadgen(server.port, "fanout", **FANOUT)
     assert not result["ok"]
     assert any("missing" in error or "no delivery" in error for error in result["errors"]), result["errors"]
+
+
+async def test_loadgen_fails_a_run_when_a_worker_has_no_subscriber() -> None:
+    """All subscribers land on this process: a second worker listed without any fails the run."""
+    async with running_server(TellsWorker) as server:
+        ok = await loadgen(server.port, "fanout", **FANOUT, worker_pids=[os.getpid()])
+        idle = await loadgen(server.port, "fanout", **FANOUT, worker_pids=[os.getpid(), 2**22 + 1])
+        stranger = await loadgen(server.port, "fanout", **FANOUT, worker_pids=[2**22 + 1])
+    assert ok["ok"] and ok["errors"] == {} and ok["subscribers_per_worker"] == [FANOUT["subscribers"]]
+    assert not idle["ok"] and idle["errors"] == {"worker without subscribers": 1}
+    assert idle["subscribers_per_worker"] == [FANOUT["subscribers"], 0]
+    assert not stranger["ok"]
+    assert stranger["errors"]["subscriber on a process that is not a worker"] == FANOUT["subscribers"]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def run_suite(out: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != "WEBSHOCKET_NO_EXTENSIONS"}  # "ours" is compiled
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.e2e", "--quick", *args, "--out", str(out)],
+        cwd=REPO,
+        env={**environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=200,
+    )
+
+
+def test_runner_scale_out_through_redis(tmp_path: Path) -> None:
+    """The Redis kinds run fan-out only, exactly once, with subscribers on both workers; Redis is killed after."""
+    assert redis_available(), "redis-server is not installed (scripts/install.sh installs it)"
+    out = tmp_path / "results"
+    scenarios = "rpc-1x64,fanout-100x64"
+    proc = run_suite(out, "--servers", "2w-redis,ours,redis", "--scenarios", scenarios, "--no-chart")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads((out / "e2e.json").read_text())
+    assert list(data["meta"]["servers"]) == ["ours", "ours-redis", "ours-2w-redis"]  # scale-out next to ours
+    runs = {(r["server"], r["scenario"]): r for r in data["runs"]}
+    assert set(runs) == {
+        ("ours", "rpc-1x64"),
+        ("ours", "fanout-100x64"),
+        ("ours-redis", "fanout-100x64"),
+        ("ours-2w-redis", "fanout-100x64"),
+    }  # RPC does not touch the backplane: the Redis kinds skip it
+    assert all(r["ok"] and not r["errors"] and r["deliveries"] > 0 for r in runs.values() if "deliveries" in r)
+    assert all(r["ok"] for r in runs.values())
+    one = runs[("ours-redis", "fanout-100x64")]
+    assert one["server_info"]["backplane"].startswith("redis://127.0.0.1:")
+    assert one["subscribers_per_worker"] == [100]
+    two = runs[("ours-2w-redis", "fanout-100x64")]
+    workers = [w["pid"] for w in two["server_info"]["workers"]]
+    assert len(set(workers)) == 2 and two["server_info"]["pid"] not in workers
+    assert all(w["uvloop"] for w in two["server_info"]["workers"])
+    spread = two["subscribers_per_worker"]
+    assert len(spread) == 2 and min(spread) > 0 and sum(spread) == 100, spread  # both workers had subscribers
+    assert two["server_cpu"] is not None and two["redis_cpu"] is not None
+    redis_pid = data["meta"]["redis"]["pid"]
+    assert not alive(redis_pid) and not any(alive(pid) for pid in workers)
+    ratio = next(r for r in data["ratios"] if r["scenario"] == "fanout-100x64")
+    assert ratio["2w-redis/ours"] > 0 and ratio["redis/ours"] > 0
+    assert ratio["ours/0.5.2"] is None  # the existing ratios are untouched
+    table = (out / "e2e.md").read_text()
+    assert "## Scale-out through Redis" in table and "ours, 2 workers + Redis" in table
+    assert "| RPC add, 1 conn x 64 in flight | calls/s |" in table and "n/a" in table
+    assert "not a parallel speedup" in table
+    assert "scale-out through Redis" in proc.stdout
+
+
+def test_runner_without_redis_server_leaves_the_redis_kinds_out(tmp_path: Path) -> None:
+    """No redis-server on the PATH: a note, the other servers measured, exit 0."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("taskset", "git"):
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    out = tmp_path / "results"
+    proc = run_suite(
+        out,
+        "--scenarios",
+        "fanout-100x64",
+        "--servers",
+        "ours,redis,2w-redis",
+        "--no-chart",
+        env={"PATH": str(bin_dir)},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "redis-server is not installed" in proc.stderr
+    data = json.loads((out / "e2e.json").read_text())
+    assert [(r["server"], r["ok"]) for r in data["runs"]] == [("ours", True)]
+    assert any("redis-server is not installed" in note for note in data["meta"]["notes"])
+    assert "redis-server is not installed" in (out / "e2e.md").read_text()
 
 
 def test_runner_quick_mode_writes_json_table_and_chart(tmp_path: Path) -> None:

@@ -24,6 +24,10 @@ with the measurement on stdout. Scenarios:
     queue without bound. Each subscriber keeps a bitmap of the sequence numbers it got;
     after the window, publishing stops, the acknowledgements and deliveries drain, and
     every subscriber must hold exactly one copy of every acknowledged publish.
+    With ``worker_pids`` (the scale-out kinds: worker processes sharing the port, joined by
+    Redis), each subscriber also asks ``worker()`` (the pid serving it) before the window;
+    a subscriber on a process not listed, or a listed worker without subscribers, fails
+    the run, and the result gives the subscribers per worker.
 ``memory``
     VmRSS of the server with one probe connection open, then with ``idle`` more idle
     connections (opened in batches of ``batch``; the probe's ``count()`` must see them
@@ -35,8 +39,10 @@ a later message identical to the shape outside the holes is the same packet with
 values, so only the holes are read. Anything else is decoded and checked in full.
 
 Every scenario reports the load generator's own CPU use over the window (CPU seconds per
-wall second, from ``time.process_time``) and the server's (from ``/proc/PID/stat``); above
-``SATURATED`` of a core the load generator, not the server, may be setting the pace.
+wall second, from ``time.process_time``) and the server's (from ``/proc/PID/stat``: the sum
+over ``cpu_pids`` when given, i.e. the parent and every worker process, else ``server_pid``)
+and, with ``redis_pid``, the redis-server's (``redis_cpu``); above ``SATURATED`` of a core
+the load generator, not the server, may be setting the pace.
 """
 
 from __future__ import annotations
@@ -175,33 +181,68 @@ def percentiles(samples_ns: array[int], points: Sequence[float] = (50, 90, 99, 9
     return out
 
 
-class Window:
-    """Wall time, own CPU and server CPU between :meth:`start` and :meth:`stop`."""
+def pids_cpu_seconds(pids: Sequence[int]) -> float | None:
+    """Summed utime + stime of ``pids`` in seconds (None when there are none or one is gone)."""
+    total = 0.0
+    for pid in pids:
+        seconds = proc_cpu_seconds(pid)
+        if seconds is None:
+            return None
+        total += seconds
+    return total if pids else None
 
-    def __init__(self, server_pid: int | None) -> None:
-        self.server_pid = server_pid
+
+def server_pids(spec: dict[str, Any]) -> list[int]:
+    """The processes whose CPU is the server's: ``cpu_pids`` (parent and workers), else ``server_pid``."""
+    pids = spec.get("cpu_pids") or ([spec["server_pid"]] if spec.get("server_pid") else [])
+    return [int(pid) for pid in pids]
+
+
+class Window:
+    """Wall time, own CPU, server CPU (summed over ``pids``) and Redis CPU between :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, pids: Sequence[int], redis_pid: int | None = None) -> None:
+        self.pids = list(pids)
+        self.redis_pid = redis_pid
         self.wall = self.cpu = 0.0
         self.server_cpu: float | None = None
+        self.redis_cpu: float | None = None
         self._t = self._c = 0.0
         self._s: float | None = None
+        self._r: float | None = None
+        self._each: dict[int, tuple[float | None, float | None]] = {}  # pid -> CPU seconds at start, at stop
 
     def start(self) -> None:
-        self._s = proc_cpu_seconds(self.server_pid) if self.server_pid else None
+        self._each = {pid: (proc_cpu_seconds(pid), None) for pid in self.pids}
+        self._s = pids_cpu_seconds(self.pids)
+        self._r = proc_cpu_seconds(self.redis_pid) if self.redis_pid else None
         self._c = time.process_time()
         self._t = time.perf_counter()
 
     def stop(self) -> None:
         self.wall = time.perf_counter() - self._t
         self.cpu = time.process_time() - self._c
-        end = proc_cpu_seconds(self.server_pid) if self.server_pid else None
+        end = pids_cpu_seconds(self.pids)
+        self._each = {pid: (began, proc_cpu_seconds(pid)) for pid, (began, _) in self._each.items()}
         if self._s is not None and end is not None:
             self.server_cpu = end - self._s
+        redis_end = proc_cpu_seconds(self.redis_pid) if self.redis_pid else None
+        if self._r is not None and redis_end is not None:
+            self.redis_cpu = redis_end - self._r
+
+    def share_of(self, pid: int) -> float | None:
+        """CPU share of one core of process ``pid`` (one of ``pids``) over the window."""
+        began, ended = self._each.get(pid, (None, None))
+        return (ended - began) / self.wall if began is not None and ended is not None and self.wall else None
 
     def report(self) -> dict[str, Any]:
         """Shares of one core over the window."""
         loadgen = self.cpu / self.wall if self.wall else 0.0
         server = self.server_cpu / self.wall if self.wall and self.server_cpu is not None else None
-        return {"seconds": self.wall, "loadgen_cpu": loadgen, "server_cpu": server, "saturated": loadgen > SATURATED}
+        out = {"seconds": self.wall, "loadgen_cpu": loadgen, "server_cpu": server, "saturated": loadgen > SATURATED}
+        if self.redis_pid:
+            out["redis_cpu"] = self.redis_cpu / self.wall if self.wall and self.redis_cpu is not None else None
+        return out
 
 
 async def open_many(
@@ -415,7 +456,7 @@ async def run_rpc(spec: dict[str, Any]) -> dict[str, Any]:
     setup_s = time.perf_counter() - setup
     gc.collect()
     gc.freeze()
-    window = Window(spec.get("server_pid"))
+    window = Window(server_pids(spec))
     for client in clients:
         client.start()  # type: ignore[attr-defined]
     await asyncio.sleep(spec["warmup"])
@@ -488,6 +529,7 @@ class FanoutLoad:
         self.wake_at = 0  # pump the publisher when delivered reaches this
         self.publisher: Publisher | None = None
         self.subscribed = 0
+        self.answered = 0  # worker() replies
         self.shape: PacketShape | None = None
 
     def pump(self) -> None:
@@ -509,7 +551,7 @@ class Subscriber(WSListener):
     :meth:`slow_path`, which decodes and classifies.
     """
 
-    __slots__ = ("head", "index", "load", "seen", "seq_at", "size", "subscribed", "tail", "transport")
+    __slots__ = ("head", "index", "load", "seen", "seq_at", "size", "subscribed", "tail", "transport", "worker")
 
     def __init__(self, load: FanoutLoad, index: int) -> None:
         super().__init__()
@@ -517,6 +559,7 @@ class Subscriber(WSListener):
         self.index = index
         self.seen = bytearray(4096)  # 1 at the sequence numbers received
         self.subscribed = False
+        self.worker: int | None = None  # the pid serving this connection, when asked
         self.transport: WSTransport | None = None
         self.size = -1  # the learned shape, copied here for the hot path
         self.head = self.tail = b""
@@ -532,6 +575,11 @@ class Subscriber(WSListener):
     def subscribe(self) -> None:
         """Send ``subscribe(CHANNEL)``."""
         message = msgpack.packb(request("subscribe", [CHANNEL], f"s{self.index}"))
+        self.transport.send(_BINARY, message)  # type: ignore[union-attr]
+
+    def ask_worker(self) -> None:
+        """Send ``worker()``: which process serves this connection."""
+        message = msgpack.packb(request("worker", [], f"w{self.index}"))
         self.transport.send(_BINARY, message)  # type: ignore[union-attr]
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
@@ -603,7 +651,14 @@ class Subscriber(WSListener):
             self.accept(int.from_bytes(data[:8], "big"))
         elif source == 5:
             rpc = packet.get("rpc") or {}
-            if (
+            if rpc.get("call_id") == f"w{self.index}" and self.worker is None:
+                pid = rpc.get("response")
+                if rpc.get("error") is None and type(pid) is int and pid > 0:
+                    self.worker = pid
+                    load.answered += 1
+                else:
+                    load.errors["wrong worker() reply"] += 1
+            elif (
                 not self.subscribed
                 and rpc.get("call_id") == f"s{self.index}"
                 and rpc.get("error") is None
@@ -669,6 +724,22 @@ class Publisher(WSListener):
         load.pump()
 
 
+async def spread_over_workers(load: FanoutLoad, subs: list[Subscriber], workers: list[int]) -> dict[int, int]:
+    """Ask every subscriber's ``worker()``; subscribers per worker pid (errors in ``load.errors``)."""
+    for sub in subs:
+        sub.ask_worker()
+    if not await wait_until(lambda: load.answered + sum(load.errors.values()) >= len(subs), lambda: load.answered):
+        load.errors["worker() unanswered"] += len(subs) - load.answered
+    per_worker = Counter(sub.worker for sub in subs if sub.worker is not None)
+    strangers = sum(n for pid, n in per_worker.items() if pid not in workers)
+    if strangers:
+        load.errors["subscriber on a process that is not a worker"] += strangers
+    idle = sum(1 for pid in workers if not per_worker.get(pid))
+    if idle:
+        load.errors["worker without subscribers"] += idle
+    return dict(per_worker)
+
+
 async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
     """Fan-out deliveries per second, exactly-once checked (see module docstring)."""
     url = f"ws://127.0.0.1:{spec['port']}/"
@@ -680,15 +751,22 @@ async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
         sub.subscribe()
     if not await wait_until(lambda: load.subscribed + sum(load.errors.values()) >= count, lambda: load.subscribed):
         load.errors["subscribe unanswered"] += count - load.subscribed
+    workers: list[int] = [int(pid) for pid in spec.get("worker_pids") or []]
+    per_worker: dict[int, int] = {}
+    if workers and not load.errors:
+        per_worker = await spread_over_workers(load, subs, workers)
     _, publisher = await ws_connect(lambda: Publisher(load), url, extra_headers=HEADERS)
     assert isinstance(publisher, Publisher)
     setup_s = time.perf_counter() - setup
     if load.errors:
-        return {"ok": False, "errors": dict(load.errors), "setup_s": setup_s}
+        failed: dict[str, Any] = {"ok": False, "errors": dict(load.errors), "setup_s": setup_s}
+        if workers:
+            failed["subscribers_per_worker"] = [per_worker.get(pid, 0) for pid in workers]
+        return failed
     gc.collect()
     gc.freeze()
     load.publisher = publisher
-    window = Window(spec.get("server_pid"))
+    window = Window(server_pids(spec), spec.get("redis_pid"))
     load.sending = True
     load.pump()
     await asyncio.sleep(spec["warmup"])
@@ -726,6 +804,9 @@ async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
         sub.transport.disconnect()  # type: ignore[union-attr]
     publisher.transport.disconnect()  # type: ignore[union-attr]
     w = window.report()
+    if workers:
+        w["subscribers_per_worker"] = [per_worker.get(pid, 0) for pid in workers]
+        w["worker_cpu"] = [window.share_of(pid) for pid in workers]
     return {
         "ok": not load.errors and d1 > d0,
         "errors": dict(load.errors) or ({} if d1 > d0 else {"no delivery in the window": 1}),

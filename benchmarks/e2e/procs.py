@@ -4,7 +4,8 @@ Every process is started in its own session (so its whole process group can be s
 and recorded in :data:`LIVE` until it is reaped; :func:`kill_all` (called by the runner
 in a ``finally``, and at exit) ends whatever is left. Servers also exit by themselves when
 their stdin closes, so they do not outlive a runner killed with SIGKILL; load generators
-carry their own deadline (``SIGALRM``).
+carry their own deadline (``SIGALRM``). The scale-out kinds share one throwaway
+``redis-server`` (:func:`start_redis`), started and reaped the same way.
 """
 
 from __future__ import annotations
@@ -154,6 +155,77 @@ def start_server(argv: list[str], port: int, *, env: dict[str, str], cpu: str | 
         reap(process, grace=1.0)
         raise RuntimeError(f"server reports port {reported}, expected {port}")
     return Server(process, port, json.loads(info))
+
+
+@dataclass
+class Redis:
+    """The throwaway ``redis-server`` of the scale-out kinds."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    directory: str
+    version: str = "?"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def close(self) -> None:
+        """Kill it (by pid, see :func:`reap`) and remove its directory."""
+        reap(self.process, grace=0.5)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def redis_missing() -> str | None:
+    """None when the scale-out kinds can run (``redis-server`` and the redis client), else why not."""
+    if shutil.which("redis-server") is None:
+        return "redis-server is not installed (apt install redis-server)"
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        return "the redis client is not installed (pip install 'webshocket[redis]')"
+    return None
+
+
+def redis_ping(port: int) -> bool:
+    """True when a Redis server on 127.0.0.1:``port`` answers PING."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def start_redis(*, cpu: str | None, timeout: float = 10.0) -> Redis:
+    """A ``redis-server`` on a free 127.0.0.1 port, without persistence, pinned to ``cpu``.
+
+    Returns once it answers PING; raises RuntimeError (with its log) if it does not.
+    Killed at the end with everything else the suite started (:func:`kill_all`).
+    """
+    directory = tempfile.mkdtemp(prefix="webshocket-bench-redis-")
+    version = "?"
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True, timeout=10).stdout
+        version = next((w[2:] for w in out.split() if w.startswith("v=")), "?")
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    argv += ["--dir", directory, "--daemonize", "no", "--loglevel", "warning", "--logfile", f"{directory}/redis.log"]
+    process = spawn([*pin_prefix(cpu), *argv])
+    deadline = time.monotonic() + timeout
+    while not redis_ping(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            log = Path(directory, "redis.log")
+            tail = log.read_text(errors="replace")[-1000:] if log.exists() else ""
+            reap(process, grace=0.5)
+            shutil.rmtree(directory, ignore_errors=True)
+            raise RuntimeError(f"redis-server on port {port} did not answer PING: {tail.strip()}")
+        time.sleep(0.02)
+    return Redis(process, port, directory, version)
 
 
 def run_json(argv: list[str], *, cpu: str | None, timeout: float, env: dict[str, str] | None = None) -> dict[str, Any]:

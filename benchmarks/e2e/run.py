@@ -1,6 +1,6 @@
 """The runner: every scenario against every server, repeated, medians, three output files.
 
-``python -m benchmarks.e2e [--quick] [--servers ours,pure,052,raw] [--repeat 3] ...``
+``python -m benchmarks.e2e [--quick] [--servers ours,redis,2w-redis,pure,052,raw] [--repeat 3] ...``
 (``--help`` lists the options). Each run starts a fresh server process pinned to one core
 (``taskset -c 0``), waits for its ``READY`` line, runs the load generator in its own process
 pinned to the other core (``taskset -c 1``), then ends the server. Runs are interleaved
@@ -9,6 +9,15 @@ shared machine does not land on one server only. The suite writes ``e2e.json`` (
 the medians, the ratios, the machine), ``e2e.md`` (tables) and ``e2e.png`` (chart) into
 ``--out`` (default ``benchmarks/results/``) and prints the ratios of ours to the others.
 It exits 1 when a run failed (errors are never counted as throughput), 2 on bad usage.
+
+Scale-out (issue #6): ``ours-redis`` (one process publishing through a Redis backplane)
+and ``ours-2w-redis`` (two worker processes sharing the port through ``SO_REUSEPORT``,
+joined by Redis) serve the same app, compiled, and run the fan-out scenarios only (RPC
+never touches the backplane; the RSS of one process does not describe several). When one
+of them is selected the runner starts one throwaway ``redis-server`` (free port, no
+persistence) pinned to the server core with the workers, and kills it at the end; without
+``redis-server`` on the PATH they are left out with a note. Their server CPU is the sum over
+the parent and worker processes; Redis's own CPU is reported next to it.
 """
 
 from __future__ import annotations
@@ -47,12 +56,34 @@ class ServerKind:
     script: str
     pure: bool = False  # ours with WEBSHOCKET_NO_EXTENSIONS=1
     venv: bool = False  # runs with the python of the webshocket 0.5.2 virtualenv
+    compiled: bool = False  # ours, every compiled module must be loaded
+    workers: int = 1  # worker processes sharing the port (serve_workers when above 1)
+    redis: bool = False  # served through a Redis backplane (the runner's redis-server)
+    kinds: tuple[str, ...] = ("rpc", "fanout", "memory")  # scenario kinds it runs
 
 
+SCALE_OUT_KINDS = ("fanout",)
 SERVERS: dict[str, ServerKind] = {
     s.key: s
     for s in (
-        ServerKind("ours", "ours (compiled)", "webshocket_app.py"),
+        ServerKind("ours", "ours (compiled)", "webshocket_app.py", compiled=True),
+        ServerKind(
+            "ours-redis",
+            "ours, 1 worker + Redis",
+            "webshocket_app.py",
+            compiled=True,
+            redis=True,
+            kinds=SCALE_OUT_KINDS,
+        ),
+        ServerKind(
+            "ours-2w-redis",
+            "ours, 2 workers + Redis",
+            "webshocket_app.py",
+            compiled=True,
+            workers=2,
+            redis=True,
+            kinds=SCALE_OUT_KINDS,
+        ),
         ServerKind("ours-pure", "ours (pure Python)", "webshocket_app.py", pure=True),
         ServerKind("webshocket-0.5.2", "webshocket 0.5.2", "webshocket_app.py", venv=True),
         ServerKind("raw-picows", "raw picows", "raw_picows.py"),
@@ -61,6 +92,10 @@ SERVERS: dict[str, ServerKind] = {
 ALIASES = {
     "ours": "ours",
     "compiled": "ours",
+    "redis": "ours-redis",
+    "ours-redis": "ours-redis",
+    "2w-redis": "ours-2w-redis",
+    "ours-2w-redis": "ours-2w-redis",
     "pure": "ours-pure",
     "ours-pure": "ours-pure",
     "052": "webshocket-0.5.2",
@@ -69,6 +104,7 @@ ALIASES = {
     "raw": "raw-picows",
     "raw-picows": "raw-picows",
 }
+ALL_SERVERS = "ours,redis,2w-redis,pure,052,raw"
 
 
 @dataclass
@@ -102,6 +138,11 @@ def scenarios(subscribers: list[int], idle: int, sizes: tuple[int, ...] = (64, 1
     return out
 
 
+def runs_scenario(kind: ServerKind, scenario: Scenario) -> bool:
+    """True when ``kind`` is measured on ``scenario`` (the scale-out kinds: fan-out only)."""
+    return scenario.kind in kind.kinds
+
+
 def loadgen_timeout(scenario: Scenario, warmup: float, duration: float) -> float:
     """Seconds the load generator may take before it stops itself (generous: slow servers too)."""
     if scenario.kind == "rpc":
@@ -114,8 +155,10 @@ def loadgen_timeout(scenario: Scenario, warmup: float, duration: float) -> float
 # --------------------------------------------------------------------------- processes
 
 
-def server_command(kind: ServerKind, venv_python: Path | None) -> tuple[list[str], dict[str, str]]:
-    """Interpreter + script, and the environment, for ``kind``."""
+def server_command(
+    kind: ServerKind, venv_python: Path | None, redis_url: str | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """Interpreter + script (+ scale-out options), and the environment, for ``kind``."""
     script = str(SERVERS_DIR / kind.script)
     if kind.venv:
         from . import venv052
@@ -126,7 +169,13 @@ def server_command(kind: ServerKind, venv_python: Path | None) -> tuple[list[str
     env["PYTHONUNBUFFERED"] = "1"
     if kind.pure:
         env["WEBSHOCKET_NO_EXTENSIONS"] = "1"
-    return [sys.executable, script], env
+    options: list[str] = []
+    if kind.workers > 1:
+        options += ["--workers", str(kind.workers)]
+    if kind.redis:
+        assert redis_url is not None
+        options += ["--backplane", redis_url]
+    return [sys.executable, script, *options], env
 
 
 def check_server(kind: ServerKind, info: dict[str, Any]) -> str | None:
@@ -134,8 +183,12 @@ def check_server(kind: ServerKind, info: dict[str, Any]) -> str | None:
     if not info.get("uvloop"):
         return "server is not running on uvloop"
     speedups = info.get("speedups") or {}
-    if kind.key == "ours" and not (speedups and all(speedups.values())):
+    if kind.compiled and not (speedups and all(speedups.values())):
         return f"compiled modules missing: {speedups}"
+    if kind.redis and not str(info.get("backplane", "")).startswith("redis://"):
+        return f"expected a Redis backplane, got {info.get('backplane')!r}"
+    if kind.redis and len(info.get("workers") or []) != kind.workers:
+        return f"expected {kind.workers} worker(s), got {info.get('workers')!r}"
     if kind.pure and any(speedups.values()):
         return f"compiled modules loaded in the pure run: {speedups}"
     if kind.venv and info.get("version") != "0.5.2":
@@ -158,11 +211,15 @@ def run_one(
     scenario: Scenario,
     args: argparse.Namespace,
     venv_python: Path | None,
+    redis: procs.Redis | None = None,
 ) -> dict[str, Any]:
     """One server process, one load generator run; the record of the run."""
     started = time.perf_counter()
     record: dict[str, Any] = {"server": kind.key, "scenario": scenario.key}
-    argv, env = server_command(kind, venv_python)
+    if kind.redis and (redis is None or redis.process.poll() is not None):
+        record.update(ok=False, errors={"redis-server is not running": 1})
+        return record
+    argv, env = server_command(kind, venv_python, redis.url if redis is not None and kind.redis else None)
     port = procs.free_port()
     try:
         server = procs.start_server(argv, port, env=env, cpu=args.server_cpu)
@@ -186,6 +243,11 @@ def run_one(
             "settle": args.settle,
             "timeout": timeout,
         }
+        if kind.redis:
+            workers = [int(w["pid"]) for w in server.info["workers"]]
+            spec["worker_pids"] = workers  # every subscriber asks which one serves it
+            spec["cpu_pids"] = list(dict.fromkeys([server.pid, *workers]))  # parent and workers
+            spec["redis_pid"] = redis.pid if redis is not None else None
         loadgen = [sys.executable, "-m", "benchmarks.e2e.loadgen", json.dumps(spec)]
         result = procs.run_json(loadgen, cpu=args.loadgen_cpu, timeout=timeout + 15)
         if server.process.poll() is not None:
@@ -198,6 +260,33 @@ def run_one(
     finally:
         procs.reap(server.process)
         record["wall_s"] = time.perf_counter() - started
+
+
+def scale_out_notes(
+    kinds: list[ServerKind], plan: list[Scenario], args: argparse.Namespace, redis: procs.Redis
+) -> list[str]:
+    """What the report says about the scale-out kinds: what they skip, where they ran."""
+    labels = "The Redis kinds (" + "; ".join(k.label for k in kinds if k.redis) + ")"
+    names = {"rpc": "RPC", "fanout": "fan-out", "memory": "memory"}
+    skipped = list(dict.fromkeys(names[s.kind] for s in plan for k in kinds if k.redis and not runs_scenario(k, s)))
+    notes = []
+    if skipped:
+        notes.append(
+            f"{labels}: fan-out scenarios only, {' and '.join(skipped)} not run (RPC never touches the "
+            "backplane; the RSS of one process does not describe several workers)"
+        )
+    where = (
+        f"all on the server core ({args.server_cpu}), the load generator alone on core {args.loadgen_cpu}"
+        if args.server_cpu is not None
+        else "not pinned"
+    )
+    notes.append(
+        f"{labels}: the worker processes and redis-server {redis.version} share the server side, {where}; "
+        f"on this {os.cpu_count()}-core machine these figures show the backplane's cost and that every "
+        "delivery still arrives exactly once across workers, not a parallel speedup. Server CPU is summed "
+        "over the parent and worker processes; Redis's CPU is shown after it"
+    )
+    return notes
 
 
 # --------------------------------------------------------------------------- progress
@@ -300,7 +389,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 s runs, 1 repeat, small counts")
     parser.add_argument(
-        "--servers", default="ours,pure,052,raw", help="comma list of: ours, pure, 052, raw (default: all)"
+        "--servers",
+        default=ALL_SERVERS,
+        help="comma list of: ours, redis (ours, 1 worker + Redis), 2w-redis (ours, 2 workers + Redis), "
+        "pure, 052, raw, or all (default: all; the Redis kinds need redis-server and run the fan-out "
+        "scenarios only)",
     )
     parser.add_argument(
         "--scenarios",
@@ -334,7 +427,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             setattr(args, name, value)
     try:
         args.subscriber_counts = [int(x) for x in str(args.subscribers).split(",") if x.strip()]
-        keys = [ALIASES[x.strip().lower()] for x in args.servers.split(",") if x.strip()]
+        names = [x.strip().lower() for x in args.servers.split(",") if x.strip()]
+        names = [n for name in names for n in (ALL_SERVERS.split(",") if name == "all" else [name])]
+        keys = [ALIASES[name] for name in names]
     except (KeyError, ValueError) as exc:
         parser.error(f"bad --servers or --subscribers: {exc}")
     args.server_keys = list(dict.fromkeys(keys))
@@ -356,10 +451,23 @@ def main(argv: list[str] | None = None) -> int:
         if not plan:
             sys.stderr.write(f"no scenario matches {args.scenarios!r}\n")
             return 2
-    kinds = [SERVERS[k] for k in args.server_keys]
+    kinds = [SERVERS[k] for k in SERVERS if k in args.server_keys]  # columns in a fixed order: scale-out next to ours
     notes: list[str] = []
     if why_not:
         notes.append(f"not pinned to cores: {why_not}")
+    if any(k.redis for k in kinds):
+        missing = procs.redis_missing()
+        if missing:
+            notes.append(f"scale-out kinds (ours + Redis) left out: {missing}")
+            sys.stderr.write(notes[-1] + "\n")
+            kinds = [k for k in kinds if not k.redis]
+    if not kinds:
+        sys.stderr.write("no server left to run\n")
+        return 2
+    plan = [s for s in plan if any(runs_scenario(k, s) for k in kinds)]
+    if not plan:
+        sys.stderr.write(f"none of the servers runs the scenarios {args.scenarios!r} (the Redis kinds: fan-out only)\n")
+        return 2
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # same as Ctrl-C: stop, reap everything, write what was measured
@@ -376,9 +484,24 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"webshocket 0.5.2 left out: its virtualenv could not be built ({exc})")
             sys.stderr.write(notes[-1] + "\n")
             kinds = [k for k in kinds if not k.venv]
+    redis: procs.Redis | None = None
+    redis_meta: dict[str, Any] = {}
+    if any(k.redis for k in kinds):
+        try:
+            redis = procs.start_redis(cpu=args.server_cpu)
+        except RuntimeError as exc:
+            notes.append(f"scale-out kinds (ours + Redis) left out: {exc}")
+            sys.stderr.write(notes[-1] + "\n")
+            kinds = [k for k in kinds if not k.redis]
+        else:
+            redis_meta = {"version": redis.version, "pid": redis.pid, "port": redis.port}
+            notes += scale_out_notes(kinds, plan, args, redis)
+    if not kinds:
+        sys.stderr.write("no server left to run\n")
+        return 2
     started = datetime.datetime.now(datetime.timezone.utc)
     runs: list[dict[str, Any]] = []
-    total = args.repeat * len(plan) * len(kinds)
+    total = args.repeat * sum(1 for s in plan for k in kinds if runs_scenario(k, s))
     progress = Progress(total)
     interrupted = False
     try:
@@ -386,8 +509,10 @@ def main(argv: list[str] | None = None) -> int:
             order = kinds[repeat % len(kinds) :] + kinds[: repeat % len(kinds)] if kinds else []
             for scenario in plan:
                 for kind in order:
+                    if not runs_scenario(kind, scenario):
+                        continue
                     progress.show(f"{kind.key} {scenario.key} #{repeat + 1}")
-                    record = run_one(kind, scenario, args, venv_python)
+                    record = run_one(kind, scenario, args, venv_python, redis)
                     record["repeat"] = repeat
                     runs.append(record)
                     status = "ok" if record.get("ok") else "FAILED"
@@ -397,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("interrupted: partial results")
     finally:
         progress.close()
+        if redis is not None:
+            redis.close()
         procs.kill_all()
     data = {
         "meta": {
@@ -415,6 +542,8 @@ def main(argv: list[str] | None = None) -> int:
             },
             "servers": {k.key: k.label for k in kinds},
             "scenarios": {s.key: {"label": s.label, "kind": s.kind, **s.params} for s in plan},
+            "server_kinds": {k.key: list(k.kinds) for k in kinds},
+            "redis": redis_meta,
             "notes": notes,
         },
         "runs": runs,
