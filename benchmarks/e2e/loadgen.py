@@ -52,7 +52,6 @@ import gc
 import json
 import math
 import os
-import resource
 import signal
 import struct
 import sys
@@ -65,6 +64,8 @@ from typing import Any
 import msgpack
 import uvloop
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from .servers.common import raise_nofile
 
 SUBPROTOCOL = "webshocket.v1"
 HEADERS = {"Sec-WebSocket-Protocol": SUBPROTOCOL}
@@ -82,15 +83,6 @@ _unpack_seq = struct.Struct(">Q").unpack_from
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def raise_nofile() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def proc_cpu_seconds(pid: int) -> float | None:

@@ -41,26 +41,33 @@ def clean_env() -> dict[str, str]:
 
 def venv_python(version: str) -> Path:
     """Python of the venv holding ``webshocket==version`` (built on first use)."""
-    requirements = REQUIREMENTS[version]
-    root = cache_dir()
+    return release_venv(cache_dir() / f"webshocket-{version}", REQUIREMENTS[version], version)
+
+
+def release_venv(target: Path, requirements: list[str], version: str) -> Path:
+    """Python of a venv at ``target`` holding ``requirements``, which must import ``webshocket``
+    ``version``; built on first use, then reused while its marker names the same requirements.
+    (The benchmark suite builds its 0.5.2 baseline with this too: benchmarks/e2e/venv052.py.)"""
+    root = target.parent
     root.mkdir(parents=True, exist_ok=True)
-    target = root / f"webshocket-{version}"
     python = target / "bin" / "python"
     marker = target / ".ready"
     wanted = "\n".join([sys.version.split()[0], *requirements])
-    with open(root / f".webshocket-{version}.lock", "w") as lock:
+    with open(root / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if marker.exists() and python.exists() and marker.read_text() == wanted:
             return python
         shutil.rmtree(target, ignore_errors=True)
         venv.EnvBuilder(with_pip=True, clear=True, symlinks=True).create(target)
-        subprocess.run(
+        install = subprocess.run(
             [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-q", *requirements],
-            check=True,
             env=clean_env(),
             timeout=900,
-            stdout=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
         )
+        if install.returncode != 0:
+            raise RuntimeError(f"pip install {' '.join(requirements)} failed:\n{install.stderr[-2000:]}")
         check = subprocess.run(
             [str(python), "-c", "import webshocket, sys; sys.stdout.write(webshocket.__version__)"],
             check=True,

@@ -17,14 +17,13 @@ import asyncio
 import json
 import os
 import resource
-import signal
 import sys
-import threading
 from typing import Any
 
 import msgpack
 import picows
 import uvloop
+from common import raise_nofile, until_stopped  # beside this script
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest
 
 SUBPROTOCOL = "webshocket.v1"
@@ -107,32 +106,6 @@ class RawListener(WSListener):
         else:
             reply = response(call_id, f"RPC method '{method}' not found.", -32601)
         transport.send(_BINARY, reply)
-
-
-def raise_nofile() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-async def until_stopped(loop: asyncio.AbstractEventLoop) -> None:
-    """Return on SIGTERM or when stdin closes (the runner died or is done with us)."""
-    stop = loop.create_future()
-
-    def done() -> None:
-        if not stop.done():
-            stop.set_result(None)
-
-    def watch_stdin() -> None:
-        sys.stdin.read()
-        loop.call_soon_threadsafe(done)
-
-    loop.add_signal_handler(signal.SIGTERM, done)
-    threading.Thread(target=watch_stdin, daemon=True).start()  # a daemon: never joined at exit
-    await stop
 
 
 async def main(port: int) -> None:

@@ -3,7 +3,8 @@
 Run as a script by whichever interpreter holds the implementation under test (ours: this
 repository's python, with ``WEBSHOCKET_NO_EXTENSIONS=1`` for the pure-Python twins; 0.5.2:
 the python of the suite's virtualenv). It must import nothing from this repository but
-``webshocket`` itself, so it runs unchanged in the 0.5.2 virtualenv.
+``webshocket`` itself and ``common.py`` beside it (standard library only), so it runs
+unchanged in the 0.5.2 virtualenv.
 
 Usage: ``python webshocket_app.py [--workers N] [--backplane redis://HOST:PORT/DB] PORT``.
 Serves on 127.0.0.1:PORT on uvloop, prints ``READY PORT {json info}`` once accepting, and
@@ -39,6 +40,7 @@ import threading
 from typing import Any
 
 import uvloop
+from common import raise_nofile, until_stopped  # beside this script
 
 import webshocket
 from webshocket import ClientConnection, WebSocketHandler, WebSocketServer, rpc_method
@@ -80,32 +82,6 @@ class ScaleOutHandler(BenchHandler):
     @rpc_method(alias_name="worker")
     async def rpc_worker(self, connection: ClientConnection) -> int:  # type: ignore[type-arg]
         return os.getpid()
-
-
-def raise_nofile() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-async def until_stopped(loop: asyncio.AbstractEventLoop) -> None:
-    """Return on SIGTERM or when stdin closes (the runner died or is done with us)."""
-    stop = loop.create_future()
-
-    def done() -> None:
-        if not stop.done():
-            stop.set_result(None)
-
-    def watch_stdin() -> None:
-        sys.stdin.read()
-        loop.call_soon_threadsafe(done)
-
-    loop.add_signal_handler(signal.SIGTERM, done)
-    threading.Thread(target=watch_stdin, daemon=True).start()  # a daemon: never joined at exit
-    await stop
 
 
 def base_info() -> dict[str, Any]:
