@@ -23,8 +23,8 @@ CLOSE_SLOW_CONSUMER = 4008
 SLOW_CONSUMER_GRACE = 2.0
 """Seconds a slow consumer gets to read its close frame before the connection is aborted."""
 FLUSH_FRAMES = 16
-"""Frames a connection queues before they are written without waiting for the end of the
-loop iteration: a long batch of requests read at once starts answering while the rest is
+"""RPC replies a connection queues before they are written without waiting for the end of
+the loop iteration: a long batch of requests read at once starts answering while the rest is
 still being handled, so the peer works in parallel instead of in lock-step (pipelining)."""
 
 
@@ -54,7 +54,7 @@ class Sink:
     """The outgoing side of one connection.
 
     Frames queued during a loop iteration leave together, in one write, when the
-    iteration's work is done, or as soon as ``flush_frames`` of them are waiting.
+    iteration's work is done, or, for RPC replies, as soon as ``flush_frames`` are waiting.
     """
 
     def __init__(self, transport: Any, as_json: bool) -> None:
@@ -72,8 +72,8 @@ class Sink:
         self.stats: dict[str, int] = {"dropped": 0, "slow_consumer_disconnects": 0, "deliveries": 0}
         self.on_slow: Callable[[], None] | None = None  # closes the connection (policy "disconnect")
 
-    def send(self, frames: bytes) -> None:
-        """Queue ready-made frames (RPC replies: never dropped)."""
+    def queue(self, frames: bytes) -> None:
+        """Queue frames for the end of this loop iteration (written at once without a flusher)."""
         if not self.open:
             return
         out = self.out
@@ -88,14 +88,24 @@ class Sink:
         else:
             out.append(frames)
             self.out_size += len(frames)
-            if len(out) >= self.flush_frames:
-                self.flush()
+
+    def send(self, frames: bytes) -> None:
+        """Queue an RPC reply (never dropped). Its caller is waiting: once ``flush_frames`` are
+        queued they are written at once, so a long batch of requests starts being answered
+        before it is all handled."""
+        self.queue(frames)
+        out = self.out
+        if out is not None and len(out) >= self.flush_frames:
+            self.flush()
 
     def push(self, frames: bytes) -> bool:
-        """Queue a pushed packet (send, publish, broadcast); False if the slow-consumer policy refused it."""
+        """Queue a pushed packet (send, publish, broadcast); False if the slow-consumer policy refused it.
+
+        Pushes wait for the end of the loop iteration however many there are: one write per
+        subscriber per iteration is what keeps fan-out cheap."""
         if not self.admit(len(frames)):
             return False
-        self.send(frames)
+        self.queue(frames)
         return True
 
     def admit(self, size: int) -> bool:

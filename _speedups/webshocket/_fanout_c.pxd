@@ -27,6 +27,7 @@ cdef class Sink:
     cdef public dict stats
     cdef public object on_slow
 
+    cpdef queue(self, bytes frames)
     cpdef send(self, bytes frames)
     cpdef bint push(self, bytes frames) except -1
     cpdef bint admit(self, Py_ssize_t size) except -1
