@@ -17,6 +17,8 @@ import json
 import os
 import socket
 import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -288,6 +290,18 @@ class RawWebSocket:
             await asyncio.wait_for(self.writer.wait_closed(), 2)
         except (ConnectionError, asyncio.TimeoutError, TimeoutError):
             pass
+
+
+@asynccontextmanager
+async def raw_websocket(
+    port: int, subprotocol: str | None = None, *, rcvbuf: int | None = None
+) -> AsyncIterator[RawWebSocket]:
+    """A :class:`RawWebSocket` for the ``async with`` block, closed at its end."""
+    ws = await RawWebSocket.connect(port, subprotocol, rcvbuf=rcvbuf)
+    try:
+        yield ws
+    finally:
+        await ws.close()
 
 
 class SyncWebSocket:

@@ -31,6 +31,7 @@ from rawws import (
     SyncWebSocket,
     decode,
     encode,
+    raw_websocket,
     request_map,
 )
 
@@ -174,13 +175,10 @@ async def hostile_setup(as_json: bool) -> AsyncIterator[Setup]:
         assert isinstance(handler, HostileHandler)
         await wait_until(lambda: len(server.clients) == 1)
         known = set(server.clients)
-        ws = await RawWebSocket.connect(server.port, dialect(as_json))
-        try:
+        async with raw_websocket(server.port, dialect(as_json)) as ws:
             await wait_until(lambda: len(server.clients) == 2)
             (conn,) = server.clients - known
             yield Setup(server, handler, ws, conn, bystander)
-        finally:
-            await ws.close()
 
 
 MSGPACK_GARBAGE: list[bytes] = [
@@ -330,8 +328,7 @@ async def test_rpc_with_unreadable_call_id_is_not_answered_and_harmless(call_id:
 @pytest.mark.parametrize("fragmented", [False, True], ids=["one-frame", "fragmented"])
 async def test_invalid_utf8_in_a_text_frame_closes_1007_that_connection_only(as_json: bool, fragmented: bool) -> None:
     async with watching() as errors, hostile_setup(as_json) as t:
-        other = await RawWebSocket.connect(t.server.port, dialect(as_json))
-        try:
+        async with raw_websocket(t.server.port, dialect(as_json)) as other:
             bad = b'{"source": 4, "data": "\xc3\x28"}'
             if fragmented:
                 t.ws.send_frame(TEXT, bad[:5], fin=False)
@@ -345,8 +342,6 @@ async def test_invalid_utf8_in_a_text_frame_closes_1007_that_connection_only(as_
             await assert_alive(other, as_json, "other")
             await t.bystander_ok()
             assert len(t.server.clients) == 2
-        finally:
-            await other.close()
     assert not errors, errors.describe()
 
 

@@ -14,7 +14,16 @@ from typing import Any
 import msgpack
 import pytest
 from conftest import connected_client, running_server, uri_of, wait_until
-from rawws import BINARY, CONTINUATION, FRAMEWORK, HandshakeRefused, RawWebSocket, frame_bytes, request_map
+from rawws import (
+    BINARY,
+    CONTINUATION,
+    FRAMEWORK,
+    HandshakeRefused,
+    RawWebSocket,
+    frame_bytes,
+    raw_websocket,
+    request_map,
+)
 
 import webshocket
 from webshocket import (
@@ -160,8 +169,7 @@ def test_invalid_limits_are_rejected(kwargs: dict[str, Any]) -> None:
 
 async def test_single_frame_above_default_limit_closes_only_that_connection_1009() -> None:
     async with running_server(LimitHandler) as server, connected_client(server) as bystander:
-        ws = await RawWebSocket.connect(server.port, FRAMEWORK)
-        try:
+        async with raw_websocket(server.port, FRAMEWORK) as ws:
             limit = server.max_message_size
             message, body = exact_size_request(limit, "at-limit")
             ws.send_frame(BINARY, message)  # exactly the limit: fine
@@ -170,8 +178,6 @@ async def test_single_frame_above_default_limit_closes_only_that_connection_1009
             ws.send_frame(BINARY, exact_size_request(limit + 1, "over")[0])
             assert await ws.close_code() == 1009
             await ws.wait_eof()
-        finally:
-            await ws.close()
         assert (await bystander.send_rpc("ping", timeout=2)).data == "pong"
         assert (await bystander.send_rpc("size", b"y" * 500_000, timeout=2)).data == 500_000
         await wait_until(lambda: len(server.clients) == 1, timeout=2.0)
@@ -181,8 +187,7 @@ async def test_fragmented_message_above_limit_closes_1009_though_each_fragment_i
     async with running_server(LimitHandler) as server, connected_client(server) as bystander:
         fragment = 256 * 1024
         limit = server.max_message_size
-        ws = await RawWebSocket.connect(server.port, FRAMEWORK)
-        try:
+        async with raw_websocket(server.port, FRAMEWORK) as ws:
             message, body = exact_size_request(limit, "frag-at-limit")  # 4 fragments, exactly the limit: fine
             for offset in range(0, len(message), fragment):
                 opcode = BINARY if offset == 0 else CONTINUATION
@@ -195,8 +200,6 @@ async def test_fragmented_message_above_limit_closes_1009_though_each_fragment_i
                 ws.send_frame(opcode, message[offset : offset + fragment], fin=offset + fragment >= len(message))
             assert await ws.close_code() == 1009
             await ws.wait_eof()
-        finally:
-            await ws.close()
         assert (await bystander.send_rpc("ping", timeout=2)).data == "pong"
         await wait_until(lambda: len(server.clients) == 1, timeout=2.0)
 
@@ -370,8 +373,7 @@ async def test_inflight_cap_pauses_reading_then_answers_every_call_exactly_once(
         handler = handler_of(server)
         total = 2000
         known = set(server.clients)
-        ws = await RawWebSocket.connect(server.port, FRAMEWORK)
-        try:
+        async with raw_websocket(server.port, FRAMEWORK) as ws:
             conn = await new_connection(server, known)
             pad = "p" * 1000  # 2000 requests of ~1 KiB: more than one socket read
             burst = b"".join(
@@ -401,8 +403,6 @@ async def test_inflight_cap_pauses_reading_then_answers_every_call_exactly_once(
             await wait_until(lambda: conn._inflight == 0 and conn._paused == 0, timeout=2.0)
             ws.send_packet(request_map("ping", call_id="after"))
             assert (await ws.read_reply("after"))["response"] == "pong"
-        finally:
-            await ws.close()
 
 
 # ---------------------------------------------------------------------------- max_connection

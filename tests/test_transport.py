@@ -35,10 +35,10 @@ from rawws import (
     PING,
     PONG,
     TEXT,
-    RawWebSocket,
     SyncWebSocket,
     decode,
     frame_bytes,
+    raw_websocket,
     rpc_request,
 )
 
@@ -137,8 +137,7 @@ BIG = bytes(range(256)) * 1200  # 300 KiB
 @pytest.mark.parametrize("as_json", [False, True], ids=["msgpack", "json"])
 async def test_large_reply_is_written_in_64k_fragments(as_json: bool) -> None:
     async with running_server(Handler) as server:
-        ws = await RawWebSocket.connect(server.port, None if as_json else FRAMEWORK)
-        try:
+        async with raw_websocket(server.port, None if as_json else FRAMEWORK) as ws:
             value: Any = base64.b64encode(BIG).decode() if as_json else BIG
             ws.send_frame(TEXT if as_json else BINARY, rpc_request("echo", value, as_json=as_json))
             frames, control = await ws.read_message()
@@ -156,14 +155,11 @@ async def test_large_reply_is_written_in_64k_fragments(as_json: bool) -> None:
             assert reply["rpc"]["call_id"] == "raw-1"
             assert reply["rpc"]["error"] is None
             assert reply["rpc"]["response"] == value
-        finally:
-            await ws.close()
 
 
 async def test_message_of_exactly_64k_is_one_frame() -> None:
     async with running_server(Handler) as server:
-        ws = await RawWebSocket.connect(server.port, FRAMEWORK)
-        try:
+        async with raw_websocket(server.port, FRAMEWORK) as ws:
             # find a string length whose encoded reply is exactly CHUNK bytes
             overhead = len(msgpack.packb(_reply_map("raw-1", "")))
             text = "a" * (CHUNK - overhead - 2)  # str16 header is 3 bytes instead of 1 for ""
@@ -177,8 +173,6 @@ async def test_message_of_exactly_64k_is_one_frame() -> None:
                 (BINARY, False, CHUNK),
                 (CONTINUATION, True, 1),
             ]
-        finally:
-            await ws.close()
 
 
 def _reply_map(call_id: str, response: Any) -> dict[str, Any]:
@@ -256,8 +250,7 @@ async def test_our_client_writes_64k_fragments() -> None:
 @pytest.mark.parametrize("as_json", [False, True], ids=["msgpack", "json"])
 async def test_fragmented_message_from_client_is_reassembled(as_json: bool) -> None:
     async with running_server(Handler) as server:
-        ws = await RawWebSocket.connect(server.port, None if as_json else FRAMEWORK)
-        try:
+        async with raw_websocket(server.port, None if as_json else FRAMEWORK) as ws:
             message = rpc_request("size", "x" * 5000, as_json=as_json)
             parts = [message[:10], message[10:3000], message[3000:]]
             ws.send_frame(TEXT if as_json else BINARY, parts[0], fin=False)
@@ -266,14 +259,11 @@ async def test_fragmented_message_from_client_is_reassembled(as_json: bool) -> N
             frames, _ = await ws.read_message()
             reply = decode(b"".join(f.payload for f in frames), as_json)
             assert (reply["rpc"]["response"], reply["rpc"]["error"]) == (5000, None)
-        finally:
-            await ws.close()
 
 
 async def test_fragmented_non_rpc_packet_reaches_on_receive() -> None:
     async with running_server(Handler) as server:
-        ws = await RawWebSocket.connect(server.port, FRAMEWORK)
-        try:
+        async with raw_websocket(server.port, FRAMEWORK) as ws:
             message = msgpack.packb({"source": 4, "data": {"blob": BIG}}, use_bin_type=True)
             for offset in range(0, len(message), 50_000):
                 chunk = message[offset : offset + 50_000]
@@ -282,14 +272,11 @@ async def test_fragmented_non_rpc_packet_reaches_on_receive() -> None:
             await wait_until(lambda: len(server.handler.received) == 1)
             packet = server.handler.received[0]
             assert (packet.source, packet.data) == (PacketSource.CUSTOM, {"blob": BIG})
-        finally:
-            await ws.close()
 
 
 async def test_pings_between_fragments_get_pongs() -> None:
     async with running_server(Handler) as server:
-        ws = await RawWebSocket.connect(server.port, FRAMEWORK)
-        try:
+        async with raw_websocket(server.port, FRAMEWORK) as ws:
             message = rpc_request("size", "y" * 300)
             ws.send_frame(BINARY, message[:100], fin=False)
             ws.send_frame(PING, b"p1")
@@ -303,8 +290,6 @@ async def test_pings_between_fragments_get_pongs() -> None:
             ws.send_frame(PING, b"after")  # and outside a message too
             pong = await ws.read_frame()
             assert (pong.opcode, pong.payload) == (PONG, b"after")
-        finally:
-            await ws.close()
 
 
 # --------------------------------------------------------------------------- opcodes and dialects
@@ -313,8 +298,7 @@ async def test_pings_between_fragments_get_pongs() -> None:
 @pytest.mark.parametrize("as_json", [False, True], ids=["msgpack", "json"])
 async def test_every_packet_is_a_binary_message(as_json: bool) -> None:
     async with running_server(Handler) as server:
-        ws = await RawWebSocket.connect(server.port, None if as_json else FRAMEWORK)
-        try:
+        async with raw_websocket(server.port, None if as_json else FRAMEWORK) as ws:
             if as_json:
                 assert "sec-websocket-protocol" not in ws.headers
             else:
@@ -336,21 +320,16 @@ async def test_every_packet_is_a_binary_message(as_json: bool) -> None:
             assert custom == {"source": 4, "data": {"kind": "custom"}}
             channel = next(p for p in seen if p["source"] == 2)
             assert channel == {"source": 2, "data": {"kind": "channel"}, "channel": "room"}
-        finally:
-            await ws.close()
 
 
 async def test_generic_client_offering_another_subprotocol_gets_json() -> None:
     async with running_server(Handler) as server:
-        ws = await RawWebSocket.connect(server.port, "chat, superchat")
-        try:
+        async with raw_websocket(server.port, "chat, superchat") as ws:
             assert "sec-websocket-protocol" not in ws.headers
             ws.send_frame(TEXT, rpc_request("echo", "hi", as_json=True))
             frames, _ = await ws.read_message()
             assert frames[0].opcode == BINARY
             assert json.loads(frames[0].payload)["rpc"]["response"] == "hi"
-        finally:
-            await ws.close()
 
 
 # --------------------------------------------------------------------------- protocol errors
@@ -358,46 +337,34 @@ async def test_generic_client_offering_another_subprotocol_gets_json() -> None:
 
 async def test_data_frame_inside_fragmented_message_is_a_protocol_error() -> None:
     async with running_server(Handler) as server:
-        ws = await RawWebSocket.connect(server.port, FRAMEWORK)
-        try:
+        async with raw_websocket(server.port, FRAMEWORK) as ws:
             ws.send_frame(BINARY, b"\x82", fin=False)
             ws.send_frame(BINARY, b"\x80", fin=True)  # a new message before the first one ended
             assert await ws.close_code() == 1002
-        finally:
-            await ws.close()
 
 
 async def test_continuation_without_start_is_a_protocol_error() -> None:
     async with running_server(Handler) as server:
-        ws = await RawWebSocket.connect(server.port, FRAMEWORK)
-        try:
+        async with raw_websocket(server.port, FRAMEWORK) as ws:
             ws.send_frame(CONTINUATION, b"orphan", fin=True)
             assert await ws.close_code() == 1002
-        finally:
-            await ws.close()
 
 
 async def test_fragmented_message_above_max_size_is_closed_1009() -> None:
     async with running_server(Handler, max_message_size=100_000) as server:
-        ws = await RawWebSocket.connect(server.port, FRAMEWORK)
-        try:
+        async with raw_websocket(server.port, FRAMEWORK) as ws:
             ws.send_frame(BINARY, b"\x00" * 60_000, fin=False)
             ws.send_frame(CONTINUATION, b"\x00" * 60_000, fin=False)
             assert await ws.close_code() == 1009
-        finally:
-            await ws.close()
         async with connected_client(server) as client:  # others are unaffected
             assert (await client.send_rpc("size", b"z" * 90_000)).data == 90_000
 
 
 async def test_single_frame_above_max_size_is_closed_1009() -> None:
     async with running_server(Handler, max_message_size=100_000) as server:
-        ws = await RawWebSocket.connect(server.port, FRAMEWORK)
-        try:
+        async with raw_websocket(server.port, FRAMEWORK) as ws:
             ws.send_frame(BINARY, b"\x00" * 150_000)
             assert await ws.close_code() == 1009
-        finally:
-            await ws.close()
 
 
 # --------------------------------------------------------------------------- event loops
