@@ -306,20 +306,19 @@ async def _serve(
     shutdown_timeout: float,
     start_kwargs: dict[str, Any],
 ) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in _SIGNALS:
-        loop.add_signal_handler(sig, stop.set)
+    started = False
+
+    def ready(_port: int) -> None:
+        nonlocal started
+        started = True
+        os.write(ready_fd, f"R {index}\n".encode())
+
     try:
         server = make_server()
         server.host, server.port = host, port
-        await server.start(**{**start_kwargs, "reuse_port": True})
+        await server._run_until_signal(ready, shutdown_timeout, {**start_kwargs, "reuse_port": True})
     except BaseException as exc:
-        message = f"{type(exc).__name__}: {exc}".replace("\n", " ")
-        os.write(ready_fd, f"F {index} {message}\n".encode())
+        if not started:  # the parent is waiting for this worker's ready line
+            message = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+            os.write(ready_fd, f"F {index} {message}\n".encode())
         raise
-    os.write(ready_fd, f"R {index}\n".encode())
-    try:
-        await stop.wait()
-    finally:
-        await server.close(timeout=shutdown_timeout)
