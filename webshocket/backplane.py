@@ -15,10 +15,12 @@ Implementations: :class:`MemoryBackplane` (nodes in one process) and
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -213,9 +215,6 @@ class MemoryBackplane(Backplane):
         self.names.discard(name)
 
     def publish(self, channel: str | None, envelope: bytes) -> None:
-        import asyncio
-        from fnmatch import fnmatchcase
-
         loop = asyncio.get_running_loop()
         for node in self.hub.nodes:
             deliver = node._deliver

@@ -183,14 +183,6 @@ class ClientConnection(Generic[TState]):
 
     # ------------------------------------------------------------------ sending
 
-    def _write(self, payload: bytes, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
-        """Send an encoded packet (no-op once the connection is closed). RPC replies use this."""
-        if chunk_size == DEFAULT_CHUNK_SIZE:
-            self._sink.send(frame(payload))
-        elif self.connection_state is ConnectionState.CONNECTED:
-            self._sink.flush()
-            write_message(self._protocol, payload, chunk_size)
-
     def _push(self, payload: bytes, chunk_size: int = DEFAULT_CHUNK_SIZE) -> bool:
         """Send an encoded pushed packet (``send``); False if the slow-consumer policy refused it."""
         if chunk_size == DEFAULT_CHUNK_SIZE:
