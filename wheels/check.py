@@ -339,15 +339,9 @@ def ensure_venv(wheel: Path, python: str, tag: str, tools: Path, fresh: bool) ->
     return venv, handle
 
 
-def interop_cache(venv: Path) -> Path:
-    """Where tests/interop/venvs.py keeps the 0.5.x venvs: the source tree's cache when it was made
-    by the same Python version (no rebuild), else a cache of its own for that version."""
-    version = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import sys; print(sys.version.split()[0])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+def interop_cache(version: str) -> Path:
+    """Where tests/interop/venvs.py keeps the 0.5.x venvs for Python ``version`` (e.g. ``3.12.1``):
+    the source tree's cache when it was made by that version (no rebuild), else one of its own."""
     marker = VENVS / "webshocket-0.5.2" / ".ready"
     if marker.exists() and marker.read_text().splitlines()[:1] == [version]:
         return VENVS
@@ -368,18 +362,20 @@ def exclusions(python_version: tuple[int, int]) -> tuple[list[str], list[str]]:
     return ignored, list(DESELECTED_TESTS)
 
 
-def venv_version(venv: Path) -> tuple[int, int]:
-    out = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import sys; print(*sys.version_info[:2])"],
+def venv_python_version(venv: Path) -> str:
+    """The full version of the venv's Python, e.g. ``3.12.1``."""
+    return subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import sys; print(sys.version.split()[0])"],
         capture_output=True,
         text=True,
         check=True,
-    ).stdout.split()
-    return int(out[0]), int(out[1])
+    ).stdout.strip()
 
 
 def run_suite(venv: Path, tools: Path, modules: list[str], pytest_args: list[str]) -> int:
-    ignored, deselected = exclusions(venv_version(venv))
+    version = venv_python_version(venv)
+    major, minor = version.split(".")[:2]
+    ignored, deselected = exclusions((int(major), int(minor)))
     with tempfile.TemporaryDirectory(prefix="webshocket-wheel-check-") as tmp:
         work = Path(tmp)
         for name in COPIED:
@@ -399,7 +395,7 @@ def run_suite(venv: Path, tools: Path, modules: list[str], pytest_args: list[str
             "PYTHONNOUSERSITE": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
             "WEBSHOCKET_REQUIRE_EXTENSIONS": "1",
-            "WEBSHOCKET_INTEROP_VENVS": str(interop_cache(venv)),
+            "WEBSHOCKET_INTEROP_VENVS": str(interop_cache(version)),
             "WHEEL_CHECK_VENV": str(venv),
             "WHEEL_CHECK_REPORT": str(report),
             "WHEEL_CHECK_MODULES": json.dumps(modules),
