@@ -7,10 +7,11 @@ demo: install
 	$(PYTHON) examples/demo.py
 
 install:
-	bash scripts/install.sh
+	PYTHON="$(PYTHON)" bash scripts/install.sh
 
-# Install everything and run the whole test suite twice: compiled, then pure Python.
+# Install everything, lint, then run the whole test suite twice: compiled, then pure Python.
 test: install
+	$(MAKE) --no-print-directory lint PYTHON="$(PYTHON)"
 	WEBSHOCKET_REQUIRE_EXTENSIONS=1 $(PYTHON) -m pytest -q
 	# The wheel test checks the compiled wheel; it has nothing to do in the pure run.
 	WEBSHOCKET_NO_EXTENSIONS=1 $(PYTHON) -m pytest -q --deselect tests/test_wheel.py

@@ -15,7 +15,7 @@ from setuptools.command.build_ext import build_ext
 HERE = Path(__file__).parent
 SPEEDUPS = HERE / "_speedups"
 # Hot modules: each is webshocket._<name>_c (compiled) with a pure twin webshocket._<name>_py.
-MODULES = ["codec", "channels", "ratelimit", "fanout", "listener"]
+MODULES = ["packets", "codec", "channels", "ratelimit", "fanout", "framing", "listener"]
 
 
 def warn(message: str) -> None:

@@ -27,7 +27,7 @@ import msgpack
 
 cimport cython
 
-from types import GenericAlias
+from webshocket._packets_c cimport Packet, RPCRequest, RPCResponse
 
 from webshocket import _codec_py
 from webshocket.enum import PacketSource, RPCErrorCode
@@ -35,6 +35,7 @@ from webshocket.utils import generate_uuid
 
 __all__ = [
     "INVALID_REQUEST",
+    "PACKET_CLASSES",
     "Packet",
     "RPCRequest",
     "RPCResponse",
@@ -70,7 +71,7 @@ cdef extern from *:
 
 DEF INLINE_SIZE = 480
 DEF MAX_DEPTH = 1024
-DEF FRAME_SIZE = 65536
+cdef Py_ssize_t FRAME_SIZE = _codec_py.FRAME_SIZE  # DEFAULT_CHUNK_SIZE: one definition
 
 cdef object _py_to_builtin = _codec_py._to_builtin
 cdef object _msgpack_default_py = _codec_py._msgpack_default
@@ -161,147 +162,11 @@ class _Invalid(Exception):
 
 
 # =========================================================================== packet objects
+# The classes are written once, in webshocket/_packets_py.py, and compiled as _packets_c.
 
-@cython.freelist(64)
-cdef class RPCRequest:
-    """An RPC call: ``method(*args, **kwargs)`` identified by ``call_id``."""
-
-    cdef public object method
-    cdef public object args
-    cdef public object kwargs
-    cdef public object call_id
-
-    def __init__(self, method, args=(), kwargs=None, call_id=None):
-        self.method = method
-        self.args = args
-        self.kwargs = {} if kwargs is None else kwargs
-        self.call_id = generate_uuid() if call_id is None else call_id
-
-    def __eq__(self, other):
-        if not isinstance(other, RPCRequest):
-            return NotImplemented
-        return (self.method, list(self.args), self.kwargs, self.call_id) == (
-            other.method, list(other.args), other.kwargs, other.call_id
-        )
-
-    __hash__ = None
-
-    def __repr__(self):
-        return (
-            f"RPCRequest(method={self.method!r}, args={self.args!r}, "
-            f"kwargs={self.kwargs!r}, call_id={self.call_id!r})"
-        )
-
-
-@cython.freelist(64)
-cdef class RPCResponse:
-    """The answer to an :class:`RPCRequest` (one per chunk for a streaming method).
-
-    ``response`` is the result, or the error message when ``error`` is set.
-    ``data``, ``rpc`` and ``source`` make it usable where a :class:`Packet` is
-    expected: ``(await client.send_rpc("add", 1, 2)).data == 3``.
-    """
-
-    cdef public object call_id
-    cdef public object response
-    cdef public object error
-    cdef public object is_stream
-    cdef public object is_end
-
-    def __init__(self, call_id, response=None, error=None, is_stream=False, is_end=False):
-        self.call_id = call_id
-        self.response = response
-        self.error = error
-        self.is_stream = is_stream
-        self.is_end = is_end
-
-    @property
-    def data(self):
-        """The result (alias of ``response``), as in ``packet.data``."""
-        return self.response
-
-    @property
-    def rpc(self):
-        """This response (so ``result.rpc.response`` works as on a packet)."""
-        return self
-
-    @property
-    def source(self):
-        """Always :attr:`PacketSource.RPC`."""
-        return _RPC_SOURCE
-
-    @property
-    def ok(self):
-        """True when the call succeeded (``error`` is None)."""
-        return self.error is None
-
-    def __eq__(self, other):
-        if not isinstance(other, RPCResponse):
-            return NotImplemented
-        return (self.call_id, self.response, self.error, self.is_stream, self.is_end) == (
-            other.call_id, other.response, other.error, other.is_stream, other.is_end
-        )
-
-    __hash__ = None
-
-    def __repr__(self):
-        return (
-            f"RPCResponse(call_id={self.call_id!r}, response={self.response!r}, error={self.error!r}, "
-            f"is_stream={self.is_stream!r}, is_end={self.is_end!r})"
-        )
-
-
-@cython.freelist(64)
-cdef class Packet:
-    """One message of the protocol.
-
-    Attributes:
-        source: where it comes from (:class:`PacketSource`).
-        data: the payload of a custom, channel or broadcast packet.
-        rpc: an :class:`RPCRequest` or :class:`RPCResponse`.
-        channel: the channel a CHANNEL packet was published to.
-        timestamp: optional float.
-        correlation_id: optional string.
-    """
-
-    cdef public object source
-    cdef public object data
-    cdef public object rpc
-    cdef public object channel
-    cdef public object timestamp
-    cdef public object correlation_id
-
-    def __init__(self, source, data=None, rpc=None, channel=None, timestamp=None, correlation_id=None):
-        self.source = source
-        self.data = data
-        self.rpc = rpc
-        self.channel = channel
-        self.timestamp = timestamp
-        self.correlation_id = correlation_id
-
-    def __class_getitem__(cls, item):
-        return GenericAlias(cls, item)
-
-    def __eq__(self, other):
-        if not isinstance(other, Packet):
-            return NotImplemented
-        cdef Packet o = <Packet>other
-        return (self.source, self.data, self.rpc, self.channel, self.timestamp, self.correlation_id) == (
-            o.source, o.data, o.rpc, o.channel, o.timestamp, o.correlation_id
-        )
-
-    __hash__ = None
-
-    def __repr__(self):
-        values = (self.source, self.data, self.rpc, self.channel, self.timestamp, self.correlation_id)
-        fields = ", ".join(
-            f"{name}={value!r}" for name, value in zip(_PACKET_FIELDS, values) if name == "source" or value is not None
-        )
-        return f"Packet({fields})"
-
-
-cdef tuple _PACKET_FIELDS = ("source", "data", "rpc", "channel", "timestamp", "correlation_id")
-cdef object _RPC_SOURCE = PacketSource.RPC
+PACKET_CLASSES = (Packet, RPCRequest, RPCResponse)
+for _cls in PACKET_CLASSES:  # also module attributes, as in the pure twin
+    globals()[_cls.__name__] = _cls
 
 
 cdef inline Packet new_packet(object source, object data, object rpc, object channel, object timestamp, object correlation_id):

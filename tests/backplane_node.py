@@ -17,6 +17,7 @@ from typing import Any
 import webshocket
 from webshocket import ClientConnection, WebSocketHandler, WebSocketServer, rpc_method
 from webshocket.backplane import predicate_from_spec
+from webshocket.handler import hub_of
 from webshocket.redis_backplane import RedisBackplane
 from webshocket.workers import serve_workers
 
@@ -25,9 +26,7 @@ class NodeHandler(WebSocketHandler[Any]):
     """RPCs the backplane tests drive nodes with."""
 
     async def _sync(self) -> None:
-        bridge = self._bridge
-        if bridge is not None and isinstance(bridge.backplane, RedisBackplane):
-            await bridge.backplane.sync()
+        await self.sync_subscriptions()
 
     @rpc_method()
     async def join(self, connection: ClientConnection[Any], channel: str, team: str = "") -> bool:
@@ -75,7 +74,7 @@ class NodeHandler(WebSocketHandler[Any]):
 
     @rpc_method()
     async def stats(self, connection: ClientConnection[Any]) -> dict[str, int]:
-        bridge = self._bridge
+        bridge = hub_of(self).bridge
         backplane = bridge.backplane if bridge is not None else None
         return dict(backplane.stats) if isinstance(backplane, RedisBackplane) else {}
 

@@ -1,12 +1,201 @@
-"""Small helpers shared by the test modules (the raw-socket client lives in ``rawws``)."""
+"""Helpers shared by the test modules (fixtures live in ``conftest``; the raw-socket client in ``rawws``).
+
+Test modules import these with ``from helpers import ...`` (``tests/`` is on ``sys.path``
+because pytest inserts the directory of ``conftest.py``).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import ast
+import asyncio
+import importlib
+import importlib.machinery
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any, NamedTuple
 
+import pytest
+from rawws import HOST
 from websockets.asyncio.client import connect as ws_connect
+
+import webshocket
+from webshocket import ClientConnection, WebSocketClient, WebSocketHandler, WebSocketServer, rpc_method
+from webshocket._ext import NO_EXTENSIONS
+
+__all__ = [
+    "HOST",
+    "HOT_MODULES",
+    "NO_EXTENSIONS",
+    "REPO",
+    "REQUIRE_EXTENSIONS",
+    "SOURCE_TREE",
+    "Adder",
+    "Twins",
+    "compiled_problem",
+    "connected_client",
+    "extension_problems",
+    "impl_params",
+    "in_use",
+    "is_compiled",
+    "raw_connect",
+    "running_server",
+    "selector",
+    "twin",
+    "uri_of",
+    "wait_until",
+]
+
+# ---------------------------------------------------------------------------- servers and clients
+
+
+class Adder(WebSocketHandler[Any]):
+    """A handler with the ``add(a, b)`` RPC that many tests call; their handlers derive from it."""
+
+    @rpc_method()
+    async def add(self, connection: ClientConnection[Any], a: int, b: int) -> int:
+        return a + b
+
+
+def uri_of(server: WebSocketServer[Any], scheme: str = "ws") -> str:
+    """URI of a started server."""
+    return f"{scheme}://{HOST}:{server.port}"
+
+
+@asynccontextmanager
+async def running_server(
+    handler: type[WebSocketHandler[Any]] = webshocket.DefaultWebSocketHandler, **kwargs: Any
+) -> AsyncIterator[WebSocketServer[Any]]:
+    """Start a server on a free port, close it afterwards."""
+    server = WebSocketServer(HOST, 0, clientHandler=handler, **kwargs)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close(timeout=2.0)
+
+
+@asynccontextmanager
+async def connected_client(server: WebSocketServer[Any], **kwargs: Any) -> AsyncIterator[WebSocketClient]:
+    client = WebSocketClient(uri_of(server), **kwargs)
+    await client.connect()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> None:
+    """Poll ``predicate`` until it is true (fails the test after ``timeout`` seconds)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached within timeout")
+        await asyncio.sleep(interval)
 
 
 def raw_connect(uri: str, **kwargs: Any) -> Any:
     """A generic (JSON) client from the ``websockets`` library, no proxy, short timeouts."""
     return ws_connect(uri, proxy=None, compression=None, open_timeout=2, close_timeout=1, **kwargs)
+
+
+# ---------------------------------------------------------------------------- compiled and pure twins
+
+REPO = Path(__file__).resolve().parents[1]
+#: False when the tests run against an installed wheel (wheels/check.py copies tests/ without the sources).
+SOURCE_TREE: bool = (REPO / "setup.py").exists()
+
+
+def _hot_modules() -> tuple[str, ...]:
+    """setup.py's ``MODULES`` (the hot modules it builds); without the sources, what the package selects."""
+    if not SOURCE_TREE:
+        return tuple(webshocket.SPEEDUPS)  # wheels/check.py checks these against setup.py's list
+    for node in ast.parse((REPO / "setup.py").read_text()).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "MODULES" for t in node.targets):
+            return tuple(ast.literal_eval(node.value))
+    raise LookupError("setup.py has no MODULES list")
+
+
+#: The hot modules: each is ``webshocket._<name>_c`` (compiled) with a pure twin
+#: ``webshocket._<name>_py``; ``webshocket._<name>`` or ``webshocket.<name>`` selects one.
+HOT_MODULES: tuple[str, ...] = _hot_modules()
+
+#: ``make test`` sets WEBSHOCKET_REQUIRE_EXTENSIONS=1 for its compiled run (same spelling rule as NO_EXTENSIONS).
+REQUIRE_EXTENSIONS: bool = os.environ.get("WEBSHOCKET_REQUIRE_EXTENSIONS", "") not in ("", "0")
+
+
+def is_compiled(module: ModuleType) -> bool:
+    """Whether ``module`` was loaded from a compiled extension (not from Python source)."""
+    return isinstance(getattr(module, "__loader__", None), importlib.machinery.ExtensionFileLoader)
+
+
+def twin(name: str, impl: str) -> ModuleType:
+    """The ``impl`` ("c" or "py") twin of hot module ``name``, imported directly; an ImportError propagates."""
+    return importlib.import_module(f"webshocket._{name}_{impl}")
+
+
+def selector(name: str) -> ModuleType:
+    """The module that selects the implementation of hot module ``name`` (it holds it as ``_impl``)."""
+    for candidate in (f"webshocket._{name}", f"webshocket.{name}"):
+        try:
+            module = importlib.import_module(candidate)
+        except ModuleNotFoundError as exc:
+            if exc.name != candidate:
+                raise
+            continue
+        if hasattr(module, "_impl"):
+            return module
+    raise LookupError(f"no webshocket._{name} or webshocket.{name} selecting an implementation of {name!r}")
+
+
+def in_use(name: str) -> ModuleType:
+    """The implementation of hot module ``name`` that the package actually selected."""
+    impl: ModuleType = selector(name)._impl
+    return impl
+
+
+class Twins(NamedTuple):
+    """Both implementations of one hot module, the pure one first."""
+
+    py: ModuleType
+    c: ModuleType
+
+
+def compiled_problem(name: str) -> str | None:
+    """Why the compiled twin of ``name`` cannot be tested in this run; None when it can."""
+    if NO_EXTENSIONS:
+        return "WEBSHOCKET_NO_EXTENSIONS is set: the pure run does not test the compiled twins"
+    try:
+        module = twin(name, "c")
+    except Exception as exc:  # ImportError, or a binary incompatibility
+        return f"webshocket._{name}_c is not built or does not load ({type(exc).__name__}: {exc})"
+    if not is_compiled(module):
+        return f"webshocket._{name}_c is not a compiled extension: {module.__file__}"
+    return None
+
+
+def impl_params(name: str) -> list[Any]:
+    """``parametrize`` values "c" and "py" for hot module ``name``; "c" skips, with the reason, when untestable."""
+    reason = compiled_problem(name)
+    return [pytest.param("c", marks=pytest.mark.skipif(reason is not None, reason=reason or "")), "py"]
+
+
+def extension_problems() -> list[str]:
+    """What keeps this run from using every hot module compiled (empty: nothing)."""
+    problems = []
+    for name in HOT_MODULES:
+        reason = compiled_problem(name)
+        if reason is not None:
+            problems.append(f"{name}: {reason}")
+            continue
+        try:
+            module = in_use(name)
+        except Exception as exc:
+            problems.append(f"{name}: cannot tell which implementation the package uses ({exc})")
+            continue
+        if module is not twin(name, "c") or not webshocket.SPEEDUPS.get(name):
+            problems.append(f"{name}: the package uses {module.__name__} (SPEEDUPS={webshocket.SPEEDUPS.get(name)})")
+    return problems

@@ -251,6 +251,19 @@ class RawWebSocket:
             if isinstance(rpc, dict) and rpc.get("call_id") == call_id:
                 return rpc
 
+    async def assert_alive(self, call_id: str = "alive", as_json: bool = False, *, next_packet: bool = False) -> None:
+        """The server still answers an ``echo`` RPC on this connection.
+
+        ``next_packet``: the reply must be the very next packet (nothing else was sent meanwhile).
+        """
+        self.send_frame(TEXT if as_json else BINARY, encode(request_map("echo", call_id, call_id=call_id), as_json))
+        if not next_packet:
+            assert (await self.read_reply(call_id, as_json))["response"] == call_id
+            return
+        packet = await self.read_packet(as_json)
+        assert packet["source"] == 5, packet
+        assert (packet["rpc"]["call_id"], packet["rpc"]["response"], packet["rpc"]["error"]) == (call_id, call_id, None)
+
     async def read_close(self, timeout: float = 5.0) -> Frame:
         """Read until a CLOSE frame and return it."""
         while True:

@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import pytest
-from conftest import HOST, uri_of, wait_until
+from helpers import HOST, uri_of, wait_until
 
 from webshocket import (
     ClientConnection,

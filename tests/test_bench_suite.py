@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import running_server
+from helpers import running_server
 from redis_server import redis_available
 
 from webshocket import ClientConnection, WebSocketHandler, rpc_method

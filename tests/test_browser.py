@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HOST, running_server, uri_of
+from helpers import HOST, running_server, uri_of
 
 from webshocket import ClientConnection, ClientType, WebSocketClient, WebSocketHandler, rpc_method
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from conftest import connected_client, running_server, wait_until
+from helpers import connected_client, running_server, wait_until
 from rawws import (
     BINARY,
     CLOSE,
@@ -60,11 +60,6 @@ async def expect_close(server: WebSocketServer[Any], ws: RawWebSocket, code: int
     await wait_until(lambda: not server.clients, timeout=2.0)
     async with connected_client(server) as other:
         assert (await other.send_rpc("ping", timeout=2)).data == "pong"
-
-
-async def assert_alive(ws: RawWebSocket, call_id: str = "alive") -> None:
-    ws.send_frame(BINARY, rpc_request("echo", call_id, call_id=call_id))
-    assert (await ws.read_reply(call_id))["response"] == call_id
 
 
 # ---------------------------------------------------------------------------- reserved bits
@@ -165,14 +160,14 @@ async def test_ping_gets_pong_with_the_same_payload(payload: bytes) -> None:
             ws.send_frame(PING, payload)
             frame = await ws.read_frame()
             assert (frame.opcode, frame.payload, frame.fin, frame.rsv, frame.masked) == (PONG, payload, True, 0, False)
-            await assert_alive(ws)
+            await ws.assert_alive()
 
 
 async def test_unsolicited_pong_is_ignored() -> None:
     async with running_server(Handler) as server:
         async with raw_websocket(server.port, FRAMEWORK) as ws:
             ws.send_frame(PONG, b"heartbeat")
-            await assert_alive(ws)
+            await ws.assert_alive()
             assert server.handler.received == []
 
 
@@ -242,7 +237,7 @@ async def test_continuation_without_a_started_message_closes_1002(after_message:
     async with running_server(Handler) as server:
         async with raw_websocket(server.port, FRAMEWORK) as ws:
             if after_message:
-                await assert_alive(ws)
+                await ws.assert_alive()
             ws.send_frame(CONTINUATION, b"orphan", fin=True)
             await expect_close(server, ws, 1002)
 
@@ -261,7 +256,7 @@ async def test_new_data_frame_while_a_fragmented_message_is_open_closes_1002(fir
 async def test_unmasked_client_frame_closes_1002() -> None:
     async with running_server(Handler) as server:
         async with raw_websocket(server.port, FRAMEWORK) as ws:
-            await assert_alive(ws)
+            await ws.assert_alive()
             ws.send_frame(BINARY, rpc_request("echo", 1, call_id="unmasked"), mask=False)
             await expect_close(server, ws, 1002)
 

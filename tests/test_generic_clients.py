@@ -12,7 +12,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from conftest import connected_client, running_server, uri_of, wait_until
+from helpers import Adder, connected_client, running_server, uri_of, wait_until
 from websockets.asyncio.client import ClientConnection as RawConnection
 from websockets.asyncio.client import connect as ws_connect
 
@@ -22,7 +22,6 @@ from webshocket import (
     Packet,
     PacketSource,
     RPCError,
-    WebSocketHandler,
     WebSocketServer,
     rpc_method,
 )
@@ -64,7 +63,7 @@ def assert_key_order(packet: dict[str, Any]) -> None:
         assert list(packet["rpc"]) == RESPONSE_KEYS
 
 
-class GenericHandler(WebSocketHandler[Any]):
+class GenericHandler(Adder):
     def __init__(self) -> None:
         super().__init__()
         self.received: list[Packet[Any]] = []
@@ -75,10 +74,6 @@ class GenericHandler(WebSocketHandler[Any]):
 
     async def on_receive(self, connection: Conn, packet: Packet[Any]) -> None:
         self.received.append(packet)
-
-    @rpc_method()
-    async def add(self, connection: Conn, a: int, b: int) -> int:
-        return a + b
 
     @rpc_method()
     async def blob(self, connection: Conn) -> bytes:

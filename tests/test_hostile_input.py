@@ -19,7 +19,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from conftest import HOST, connected_client, running_server, wait_until
+from helpers import HOST, connected_client, running_server, wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rawws import (
@@ -135,14 +135,6 @@ def opcode_for(payload: bytes, as_text: bool) -> int:
     return BINARY
 
 
-async def assert_alive(ws: RawWebSocket, as_json: bool, call_id: str) -> None:
-    """The very next packet answers a normal RPC: nothing else was sent meanwhile."""
-    ws.send_frame(opcode_for(b"", as_json), encode(request_map("echo", call_id, call_id=call_id), as_json))
-    packet = await ws.read_packet(as_json)
-    assert packet["source"] == 5, packet
-    assert (packet["rpc"]["call_id"], packet["rpc"]["response"], packet["rpc"]["error"]) == (call_id, call_id, None)
-
-
 def unknowns_of(handler: HostileHandler, conn: Conn) -> list[bytes]:
     out = []
     for who, packet in handler.received:
@@ -242,8 +234,8 @@ async def test_garbage_becomes_unknown_packets_and_the_connection_keeps_working(
         for i, message in enumerate(garbage):
             t.ws.send_frame(opcode_for(message, as_json), message)
             if i % 5 == 0:
-                await assert_alive(t.ws, as_json, f"alive-{i}")
-        await assert_alive(t.ws, as_json, "alive-end")
+                await t.ws.assert_alive(f"alive-{i}", as_json, next_packet=True)
+        await t.ws.assert_alive("alive-end", as_json, next_packet=True)
         await wait_until(lambda: len(t.unknowns()) == len(garbage), timeout=2.0)
         assert t.unknowns() == garbage  # in order, raw bytes, one each
         assert t.handler.calls == 1 + (len(garbage) - 1) // 5 + 1  # only the liveness probes ran
@@ -290,7 +282,7 @@ async def test_rpc_with_wrong_field_types_gets_invalid_params_reply(rpc: dict[st
         assert answer["error"] == INVALID_PARAMS
         assert answer["is_stream"] is False
         assert isinstance(answer["response"], str) and answer["response"]
-        await assert_alive(t.ws, as_json, "after")  # exactly one reply, and the connection works
+        await t.ws.assert_alive("after", as_json, next_packet=True)  # exactly one reply, and the connection works
         assert t.handler.calls == 1
         await t.bystander_ok()
     assert not errors, errors.describe()
@@ -303,7 +295,7 @@ async def test_kwargs_with_non_string_keys_gets_invalid_params_reply() -> None:
             t.ws.send_frame(BINARY, msgpack.packb({"source": 5, "rpc": rpc}, use_bin_type=True))
             answer = (await t.ws.read_packet(timeout=2))["rpc"]
             assert (answer["call_id"], answer["error"]) == ("abc", INVALID_PARAMS), key
-        await assert_alive(t.ws, False, "after")
+        await t.ws.assert_alive("after", False, next_packet=True)
         assert t.handler.calls == 1
     assert not errors, errors.describe()
 
@@ -314,7 +306,7 @@ async def test_rpc_with_unreadable_call_id_is_not_answered_and_harmless(call_id:
     async with watching() as errors, hostile_setup(as_json) as t:
         message = encode(request_map("echo", "x", call_id=call_id), as_json)
         t.ws.send_frame(opcode_for(message, as_json), message)
-        await assert_alive(t.ws, as_json, "after")  # the next packet is this reply: garbage got none
+        await t.ws.assert_alive("after", as_json, next_packet=True)  # the next packet is this reply: garbage got none
         assert t.handler.calls == 1
         assert set(t.unknowns()) <= {message}  # delivered as UNKNOWN, or dropped
         await t.bystander_ok()
@@ -339,7 +331,7 @@ async def test_invalid_utf8_in_a_text_frame_closes_1007_that_connection_only(as_
             await t.ws.wait_eof(timeout=2)
             await wait_until(lambda: t.conn not in t.server.clients, timeout=2.0)
             assert t.unknowns() == []
-            await assert_alive(other, as_json, "other")
+            await other.assert_alive("other", as_json, next_packet=True)
             await t.bystander_ok()
             assert len(t.server.clients) == 2
     assert not errors, errors.describe()
@@ -384,7 +376,7 @@ async def test_deeply_nested_input_is_refused_without_harm(as_json: bool, name: 
     message = (DEEP_JSON if as_json else DEEP_MSGPACK)[name]
     async with watching() as errors, hostile_setup(as_json) as t:
         t.ws.send_frame(opcode_for(message, as_json), message)
-        await assert_alive(t.ws, as_json, "after")
+        await t.ws.assert_alive("after", as_json, next_packet=True)
         await wait_until(lambda: len(t.unknowns()) == 1, timeout=2.0)
         assert t.unknowns() == [message]
         assert t.handler.calls == 1
@@ -429,7 +421,7 @@ async def test_huge_declared_lengths_are_refused_without_allocating(name: str) -
     message = HUGE_LENGTHS[name]
     async with watching() as errors, hostile_setup(False) as t:
         t.ws.send_frame(BINARY, message)
-        await assert_alive(t.ws, False, "after")
+        await t.ws.assert_alive("after", False, next_packet=True)
         await wait_until(lambda: len(t.unknowns()) == 1, timeout=2.0)
         assert t.unknowns() == [message]
         await t.bystander_ok()
@@ -453,7 +445,7 @@ async def test_hostile_barrage_on_two_dialects_leaves_a_bystander_untouched() ->
                 results = await asyncio.gather(*(bystander.send_rpc("ping", timeout=2) for _ in range(20)))
                 assert [r.data for r in results] == ["pong"] * 20
                 for ws, as_json, _ in streams:
-                    await assert_alive(ws, as_json, f"round-{round_}")
+                    await ws.assert_alive(f"round-{round_}", as_json, next_packet=True)
             assert len(server.clients) == 3
             total = sum(len(m) for _, _, m in streams) * 3
             await wait_until(lambda: len(server.handler.received) == total, timeout=3.0)

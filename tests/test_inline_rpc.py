@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from conftest import connected_client, running_server
+from helpers import connected_client, running_server
 
 from webshocket import ClientConnection, RPCError, RPCErrorCode, WebSocketHandler, rpc_method
+from webshocket.handler import hub_of
 from webshocket.rpc import never_suspends
 
 
@@ -37,7 +38,7 @@ class Handler(WebSocketHandler[Any]):
 
 def test_never_suspends_reads_the_body() -> None:
     handler = Handler()
-    methods = handler._rpc_methods
+    methods = hub_of(handler).methods
     assert methods["inline"].inline and methods["inline_app_error"].inline
     assert not methods["awaiting"].inline and not methods["timeout_ok"].inline
 

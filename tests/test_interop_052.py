@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HOST, running_server
+from helpers import HOST, Adder, running_server
 from interop import samples, venvs
 
 import webshocket
@@ -35,7 +35,6 @@ from webshocket import (
     RPCRequest,
     RPCResponse,
     WebSocketClient,
-    WebSocketHandler,
     rpc_method,
 )
 from webshocket._codec import decode_packet, encode_packet, encode_push, encode_request, encode_response
@@ -89,7 +88,7 @@ def test_venvs_hold_the_pypi_releases(venv_052: Path, venv_050: Path) -> None:
 # --------------------------------------------------------------------------- a) their client, our server
 
 
-class OurHandler(WebSocketHandler[Any]):
+class OurHandler(Adder):
     """The handler ``interop/their_client.py`` talks to."""
 
     def __init__(self) -> None:
@@ -99,10 +98,6 @@ class OurHandler(WebSocketHandler[Any]):
     async def on_receive(self, connection: ClientConnection[Any], packet: Packet[Any]) -> None:
         self.received.append(packet)
         connection.send({"echo": packet.data, "source": int(packet.source)})
-
-    @rpc_method()
-    async def add(self, connection: ClientConnection[Any], a: int, b: int) -> int:
-        return a + b
 
     @rpc_method()
     async def count(self, connection: ClientConnection[Any], n: int) -> AsyncIterator[int]:

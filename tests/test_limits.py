@@ -13,7 +13,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from conftest import connected_client, running_server, uri_of, wait_until
+from helpers import connected_client, running_server, uri_of, wait_until
 from rawws import (
     BINARY,
     CONTINUATION,
@@ -38,7 +38,7 @@ from webshocket import (
     WebSocketServer,
     rpc_method,
 )
-from webshocket.connection import CLOSE_SLOW_CONSUMER
+from webshocket._fanout import CLOSE_SLOW_CONSUMER
 from webshocket.constant import DEFAULT_MAX_INFLIGHT_RPCS, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_SEND_BUFFER
 
 Conn = ClientConnection[Any]
@@ -212,7 +212,7 @@ async def test_our_client_sending_too_much_is_closed_1009_and_fails_fast() -> No
             with pytest.raises(ConnectionClosedError):
                 await client.send_rpc("size", b"z" * (2 * MiB), timeout=5)  # 64 KiB frames, 2 MiB message
             await wait_until(lambda: not client.is_connected, timeout=2.0)
-            assert client._close_code == 1009
+            assert client.close_code == 1009
         finally:
             await client.close()
         assert (await bystander.send_rpc("size", b"z" * (MiB // 2), timeout=2)).data == MiB // 2
@@ -241,8 +241,8 @@ async def flood(
 
 def buffered(conn: Conn) -> int:
     """Bytes the server holds for ``conn``: the transport's write buffer plus frames queued for this iteration."""
-    queued = conn._sink.out_size if conn._sink.out is not None else 0
-    return conn._protocol.underlying_transport.get_write_buffer_size() + queued
+    queued = conn._engine.sink.out_size if conn._engine.sink.out is not None else 0
+    return conn._engine.transport.underlying_transport.get_write_buffer_size() + queued
 
 
 def healthy_subscriber(server: WebSocketServer[Any], seen: list[int]) -> WebSocketClient:
@@ -317,7 +317,7 @@ async def test_drop_policy_keeps_the_connection_counts_drops_and_never_drops_rpc
             slow, conn = await raw_subscriber(server, "feed", rcvbuf=4096)
             try:
                 # small kernel buffers on both ends, so the replies pile up in the server's own buffer
-                sock = conn._protocol.underlying_transport.get_extra_info("socket")
+                sock = conn._engine.transport.underlying_transport.get_extra_info("socket")
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * 1024)
                 slow.pause_reading()
                 calls = 60
@@ -328,7 +328,8 @@ async def test_drop_policy_keeps_the_connection_counts_drops_and_never_drops_rpc
                     server.publish("feed", {"seq": published, "blob": b"p" * 1024})
                     published += 1
                     await asyncio.sleep(0)
-                await wait_until(lambda: conn._inflight == 0 and server.stats["rpc_calls"] >= calls + 2, timeout=5)
+                engine = conn._engine
+                await wait_until(lambda: engine.inflight == 0 and server.stats["rpc_calls"] >= calls + 2, timeout=5)
                 assert buffered(conn) > server.max_send_buffer  # every reply was kept, beyond the cap
                 for _ in range(20):  # the buffer now holds megabytes of replies: these are dropped
                     server.publish("feed", {"seq": published, "blob": b"p" * 1024})
@@ -381,14 +382,14 @@ async def test_inflight_cap_pauses_reading_then_answers_every_call_exactly_once(
                 for i in range(total)
             )
             ws.send_raw(burst)
-            await wait_until(lambda: conn._paused != 0, timeout=2.0)
+            await wait_until(lambda: conn._engine.paused != 0, timeout=2.0)
             await asyncio.sleep(0.05)  # let the calls already read start
-            assert conn._inflight >= 16
+            assert conn._engine.inflight >= 16
             started = handler.started
             await asyncio.sleep(0.2)
             assert handler.started == started, "the server kept reading from a paused connection"
             assert 16 <= started < total
-            assert conn._inflight == started
+            assert conn._engine.inflight == started
             # another connection is not held up
             assert (await other.send_rpc("ping", timeout=1)).data == "pong"
             handler.release.set()
@@ -400,7 +401,7 @@ async def test_inflight_cap_pauses_reading_then_answers_every_call_exactly_once(
                 replies[rpc["call_id"]] = rpc["response"]
             assert set(replies) == {f"h{i}" for i in range(total)}
             assert handler.started == handler.finished == total
-            await wait_until(lambda: conn._inflight == 0 and conn._paused == 0, timeout=2.0)
+            await wait_until(lambda: conn._engine.inflight == 0 and conn._engine.paused == 0, timeout=2.0)
             ws.send_packet(request_map("ping", call_id="after"))
             assert (await ws.read_reply("after"))["response"] == "pong"
 
@@ -475,7 +476,7 @@ async def test_close_cancels_an_rpc_longer_than_the_timeout_and_returns_near_it(
         assert handler.cancelled == 1
         with pytest.raises(ConnectionClosedError):
             await asyncio.wait_for(call, 2)
-        assert client._close_code == 1001
+        assert client.close_code == 1001
         assert server.clients == set()
 
 
@@ -499,7 +500,7 @@ async def test_new_connections_are_refused_while_close_waits_for_running_rpcs() 
         assert (result.error, result.data) == (None, 1)  # the running RPC still got its reply
         await asyncio.wait_for(closing, 3)
         await wait_until(lambda: not client.is_connected, timeout=2.0)
-        assert client._close_code == 1001
+        assert client.close_code == 1001
 
 
 @pytest.mark.parametrize("how", ["abort", "close-4000"])
@@ -519,7 +520,7 @@ async def test_client_calls_in_flight_fail_when_the_connection_drops(how: str) -
             stream = asyncio.ensure_future(consume())
             await wait_until(lambda: handler_of(server).started == 5 and len(chunks) >= 2, timeout=2.0)
             if how == "abort":
-                conn._protocol.disconnect(False)  # TCP reset, no close frame
+                conn._engine.transport.disconnect(False)  # TCP reset, no close frame
             else:
                 conn.close(4000, "go away")
             for call in calls:
@@ -529,7 +530,7 @@ async def test_client_calls_in_flight_fail_when_the_connection_drops(how: str) -
                 await asyncio.wait_for(stream, 2)
             assert not client.is_connected
             if how != "abort":
-                assert client._close_code == 4000
+                assert client.close_code == 4000
             with pytest.raises(ConnectionClosedError):
                 await client.send_rpc("ping", timeout=1)
         finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from conftest import connected_client, running_server, wait_until
+from helpers import connected_client, running_server, wait_until
 from prometheus_client import CollectorRegistry, generate_latest
 
 from webshocket import ClientConnection, WebSocketHandler, rpc_method

@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import pytest
-from conftest import connected_client, running_server, wait_until
+from helpers import connected_client, running_server, wait_until
 
 import webshocket
 from webshocket import (

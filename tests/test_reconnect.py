@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HOST, connected_client, running_server, uri_of, wait_until
+from helpers import HOST, Adder, connected_client, running_server, uri_of, wait_until
 
 import webshocket
 from webshocket import (
@@ -24,7 +24,6 @@ from webshocket import (
     InvalidURIError,
     RPCTimeoutError,
     WebSocketClient,
-    WebSocketHandler,
     WebSocketServer,
     rpc_method,
 )
@@ -32,15 +31,11 @@ from webshocket import (
 OUR_SERVER = Path(__file__).resolve().parent / "interop" / "our_server.py"
 
 
-class Handler(WebSocketHandler[Any]):
+class Handler(Adder):
     def __init__(self) -> None:
         super().__init__()
         self.release = asyncio.Event()
         self.started = asyncio.Event()
-
-    @rpc_method()
-    async def add(self, connection: ClientConnection[Any], a: int, b: int) -> int:
-        return a + b
 
     @rpc_method()
     async def sleepy(self, connection: ClientConnection[Any]) -> str:

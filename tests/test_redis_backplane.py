@@ -17,7 +17,7 @@ import redis
 import redis.asyncio
 import websockets
 from backplane_node import NodeHandler
-from conftest import HOST, uri_of, wait_until
+from helpers import HOST, uri_of, wait_until
 from redis_server import NodeProcess, RedisServer, free_port, redis_available
 
 from webshocket import (
@@ -31,6 +31,7 @@ from webshocket import (
     rpc_method,
 )
 from webshocket.backplane import predicate_spec
+from webshocket.handler import hub_of
 from webshocket.redis_backplane import RedisBackplane, fold_channel, redis_glob
 from webshocket.server import make_backplane
 
@@ -337,7 +338,7 @@ async def test_unreachable_redis_fails_start_clearly() -> None:
     server: WebSocketServer[Any] = WebSocketServer(HOST, 0, backplane=f"redis://127.0.0.1:{port}/0")
     with pytest.raises(ConnectionFailedError, match=f"cannot reach Redis at redis://127.0.0.1:{port}/0"):
         await server.start()
-    assert server._server is None and server.handler._bridge is None  # never listened
+    assert server._server is None and hub_of(server.handler).bridge is None  # never listened
 
 
 async def test_redis_restart_is_survived(caplog: pytest.LogCaptureFixture) -> None:

@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from conftest import connected_client, running_server, uri_of, wait_until
-from helpers import raw_connect
+from helpers import connected_client, raw_connect, running_server, uri_of, wait_until
 from websockets.asyncio.client import ClientConnection as RawConnection
 from websockets.exceptions import ConnectionClosed
 

@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from conftest import HOST, connected_client, running_server, uri_of, wait_until
-from helpers import raw_connect
+from helpers import HOST, connected_client, raw_connect, running_server, uri_of, wait_until
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import webshocket

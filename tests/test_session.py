@@ -8,8 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import connected_client, running_server, uri_of, wait_until
-from helpers import raw_connect
+from helpers import connected_client, raw_connect, running_server, uri_of, wait_until
 
 import webshocket
 from webshocket import (

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import connected_client, running_server
+from helpers import Adder, connected_client, running_server
 
 import webshocket
-from webshocket import Is, RPCError, RPCErrorCode, WebSocketHandler, rate_limit, rpc_method
+from webshocket import Is, RPCError, RPCErrorCode, rate_limit, rpc_method
 
 
-class Handler(WebSocketHandler[Any]):
+class Handler(Adder):
     async def on_connect(self, connection: webshocket.ClientConnection[Any]) -> None:
         connection.subscribe("lobby")
-
-    @rpc_method(alias_name="add")
-    async def add(self, connection: webshocket.ClientConnection[Any], a: int, b: int) -> int:
-        return a + b
 
     @rpc_method()
     async def count(self, connection: webshocket.ClientConnection[Any], n: int) -> Any:

@@ -1,27 +1,84 @@
-"""Which implementation of each hot module is in use, as the test run asked for."""
+"""Which implementation of each hot module is in use, as the test run asked for.
+
+The compiled run (``WEBSHOCKET_REQUIRE_EXTENSIONS=1``) must use every compiled module, the
+pure run (``WEBSHOCKET_NO_EXTENSIONS=1``) every pure twin; a run with neither must at least
+report in ``webshocket.SPEEDUPS`` what it really uses. The hot modules are setup.py's list.
+"""
 
 from __future__ import annotations
 
-import os
+import pytest
+from helpers import (
+    HOT_MODULES,
+    NO_EXTENSIONS,
+    REPO,
+    REQUIRE_EXTENSIONS,
+    SOURCE_TREE,
+    compiled_problem,
+    in_use,
+    is_compiled,
+    selector,
+    twin,
+)
 
 import webshocket
-from webshocket._ext import NO_EXTENSIONS
-
-HOT_MODULES = {"codec", "channels", "ratelimit", "fanout", "listener"}
 
 
 def test_every_hot_module_is_selected() -> None:
-    assert set(webshocket.SPEEDUPS) == HOT_MODULES
+    assert HOT_MODULES
+    assert set(webshocket.SPEEDUPS) == set(HOT_MODULES)
 
 
-def test_no_extensions_selects_the_pure_twins() -> None:
+@pytest.mark.skipif(not SOURCE_TREE, reason="the sources are not here: the tests run against an installed wheel")
+@pytest.mark.parametrize("name", HOT_MODULES)
+def test_both_twins_have_sources(name: str) -> None:
+    """setup.py compiles ``_speedups/<name>.pyx`` or ``_speedups/_<name>_c.py``; the pure twin is ``_<name>_py.py``."""
+    assert (REPO / "_speedups" / f"{name}.pyx").exists() or (REPO / "_speedups" / f"_{name}_c.py").exists()
+    assert (REPO / "webshocket" / f"_{name}_py.py").exists()
+
+
+@pytest.mark.parametrize("name", HOT_MODULES)
+def test_the_selector_exports_the_implementation_in_use(name: str) -> None:
+    """The selecting module re-exports every name of its ``__all__`` from the implementation it chose."""
+    module = selector(name)
+    chosen = in_use(name)
+    assert module.__all__
+    for export in module.__all__:
+        assert getattr(module, export) is getattr(chosen, export), export
+
+
+@pytest.mark.parametrize("name", HOT_MODULES)
+def test_implementation_in_use(name: str) -> None:
+    module = in_use(name)
+    compiled = is_compiled(module)
+    assert webshocket.SPEEDUPS[name] is compiled, (webshocket.SPEEDUPS, module)
+    assert module.__name__ == f"webshocket._{name}_{'c' if compiled else 'py'}"
+    if REQUIRE_EXTENSIONS:
+        assert compiled, f"{module.__name__} ({module.__file__}) is not the compiled module"
+        assert module is twin(name, "c")
     if NO_EXTENSIONS:
-        assert not any(webshocket.SPEEDUPS.values())
-        assert type(webshocket.Packet).__module__ != "webshocket._codec_c"
+        assert not compiled, f"{module.__name__} ({module.__file__}) is compiled in the pure run"
+        assert module is twin(name, "py")
 
 
-def test_required_extensions_are_compiled() -> None:
-    """``make test`` sets WEBSHOCKET_REQUIRE_EXTENSIONS=1 for its compiled run."""
-    if os.environ.get("WEBSHOCKET_REQUIRE_EXTENSIONS") == "1":
-        assert all(webshocket.SPEEDUPS.values()), webshocket.SPEEDUPS
-        assert webshocket.Packet.__module__ == "webshocket._codec_c"
+@pytest.mark.parametrize("impl", ["c", "py"])
+@pytest.mark.parametrize("name", HOT_MODULES)
+def test_twins_are_what_their_names_say(name: str, impl: str) -> None:
+    """``_<name>_c`` is a compiled extension, ``_<name>_py`` Python source."""
+    if impl == "c" and (reason := compiled_problem(name)) is not None:
+        pytest.skip(reason)
+    module = twin(name, impl)
+    assert is_compiled(module) is (impl == "c"), module.__file__
+    assert module.__file__ is not None and module.__file__.endswith(".py") is (impl == "py"), module.__file__
+
+
+def test_the_package_exports_only_the_implementations_in_use() -> None:
+    """A public name of ``webshocket`` defined by a twin comes from the twin in use, never the other one."""
+    twin_names = {f"webshocket._{name}_{impl}": name for name in HOT_MODULES for impl in ("c", "py")}
+    seen = []
+    for export in webshocket.__all__:
+        origin = getattr(getattr(webshocket, export), "__module__", None)
+        if origin in twin_names:
+            seen.append(export)
+            assert origin == in_use(twin_names[origin]).__name__, (export, origin)
+    assert "Packet" in seen, seen

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import trustme
 import websockets
-from conftest import connected_client, running_server, uri_of, wait_until
+from helpers import Adder, connected_client, running_server, uri_of, wait_until
 
 import webshocket
 from webshocket import (
@@ -21,18 +21,13 @@ from webshocket import (
     PacketSource,
     RPCErrorCode,
     WebSocketClient,
-    WebSocketHandler,
     rpc_method,
 )
 
 
-class Handler(WebSocketHandler[Any]):
+class Handler(Adder):
     async def on_connect(self, connection: ClientConnection[Any]) -> None:
         connection.subscribe("secure-news")
-
-    @rpc_method()
-    async def add(self, connection: ClientConnection[Any], a: int, b: int) -> int:
-        return a + b
 
     @rpc_method()
     async def count(self, connection: ClientConnection[Any], n: int) -> AsyncIterator[int]:
@@ -45,7 +40,7 @@ class Handler(WebSocketHandler[Any]):
 
     @rpc_method()
     async def is_tls(self, connection: ClientConnection[Any]) -> bool:
-        transport = connection._protocol.underlying_transport
+        transport = connection._engine.transport.underlying_transport
         return transport.get_extra_info("ssl_object") is not None
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import msgpack
 import pytest
 import uvloop
-from conftest import HOST, connected_client, running_server, uri_of, wait_until
+from helpers import HOST, connected_client, running_server, uri_of, wait_until
 from picows import (
     WSFrame,
     WSListener,

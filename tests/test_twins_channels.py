@@ -1,9 +1,10 @@
 """Twin tests for the channel index: compiled ``_channels_c`` and pure ``_channels_py``.
 
 Both implementations are imported directly and checked against ``fnmatch.fnmatchcase``
-and against a naive model (a set of (subscriber, name) pairs). With
-``WEBSHOCKET_NO_EXTENSIONS=1`` only the pure twin is parametrized; otherwise a
-missing or broken compiled module makes these tests fail, never skip.
+and against a naive model (a set of (subscriber, name) pairs). The "c" cases skip, with
+the reason, where the compiled twin cannot be tested (``WEBSHOCKET_NO_EXTENSIONS=1``, or
+not built); the compiled run (``WEBSHOCKET_REQUIRE_EXTENSIONS=1``) stops at session start
+when it is not built.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import fnmatch
 import gc
 import importlib
 import itertools
-import os
 import warnings
 import weakref
 from collections.abc import Iterable
@@ -21,11 +21,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from helpers import NO_EXTENSIONS, impl_params
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-NO_EXTENSIONS = os.environ.get("WEBSHOCKET_NO_EXTENSIONS", "") not in ("", "0")
-IMPLS = ["py"] if NO_EXTENSIONS else ["py", "c"]
+TWIN = "channels"
+IMPLS = impl_params(TWIN)  # "c" and "py", as the ``impl`` fixture; "c" skips, with the reason, when untestable
 WILDCARDS = frozenset("*?[")
 
 # fnmatch's regexes may warn about "possible nested set" for patterns such as "[[:"
@@ -251,8 +252,7 @@ def apply(index: Any, model: Model, op: str, sub: Any, name: str, impl: str) -> 
         assert isinstance(found, tuple)
         assert len(set(found)) == len(found)
         assert set(found) == model.matching_patterns(name)
-        if impl == "c":  # the compiled twin lists patterns in the order of ``patterns``
-            assert list(found) == [p for p in index.patterns if p in found]
+        assert list(found) == [p for p in index.patterns if p in found]  # in the order of ``patterns``
         subscribers = index.subscribers(name)
         assert len(subscribers) == len(set(subscribers))
         assert set(subscribers) == model.subscribers(name)
@@ -330,41 +330,38 @@ def test_subscriber_cycles_are_collected(impl: str) -> None:
     assert ref() is None
 
 
-# The compiled twin only: the pure twin's matching_patterns iterates a dict that a reentrant
-# (un)subscribe may resize ("RuntimeError: dictionary keys changed during iteration").
-if not NO_EXTENSIONS:
+@pytest.mark.parametrize("impl", IMPLS)
+def test_reentrant_calls_from_the_garbage_collector(impl: str) -> None:
+    """Finalizers may call back into the index while it builds a result: no stale state may leak out."""
+    index = load(impl).ChannelIndex()
+    pats = [f"room.{i}*" for i in range(40)] + ["room.*", "*.1"]
+    for pattern in pats:
+        index.add("s", pattern)
+    calls = 0
 
-    def test_reentrant_calls_from_the_garbage_collector() -> None:
-        """Finalizers may call back into the index while it builds a result: no stale state may leak out."""
-        index = load("c").ChannelIndex()
-        pats = [f"room.{i}*" for i in range(40)] + ["room.*", "*.1"]
-        for pattern in pats:
-            index.add("s", pattern)
-        calls = 0
+    def callback(phase: str, info: dict[str, int]) -> None:
+        nonlocal calls
+        if phase != "start" or calls > 3000:
+            return
+        calls += 1
+        index.subscribers("zzz.1")  # reuses any scratch state
+        index.discard("s", "room.*")  # frees a compiled pattern ...
+        index.add("s", "room.*")  # ... and compiles it again
 
-        def callback(phase: str, info: dict[str, int]) -> None:
-            nonlocal calls
-            if phase != "start" or calls > 3000:
-                return
-            calls += 1
-            index.subscribers("zzz.1")  # reuses any scratch state
-            index.discard("s", "room.*")  # frees a compiled pattern ...
-            index.add("s", "room.*")  # ... and compiles it again
-
-        threshold = gc.get_threshold()
-        gc.callbacks.append(callback)
-        gc.set_threshold(1)
-        try:
-            for i in range(300):
-                found = index.matching_patterns(f"room.{i % 50}.1")
-                assert set(found) <= set(pats) and all(isinstance(p, str) for p in found)
-        finally:
-            gc.set_threshold(*threshold)
-            gc.callbacks.remove(callback)
-        assert calls > 0
-        for i in range(50):
-            channel = f"room.{i}.1"
-            assert set(index.matching_patterns(channel)) == {p for p in pats if fnmatchcase(channel, p)}
+    threshold = gc.get_threshold()
+    gc.callbacks.append(callback)
+    gc.set_threshold(1)
+    try:
+        for i in range(300):
+            found = index.matching_patterns(f"room.{i % 50}.1")
+            assert set(found) <= set(pats) and all(isinstance(p, str) for p in found)
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(callback)
+    assert calls > 0
+    for i in range(50):
+        channel = f"room.{i}.1"
+        assert set(index.matching_patterns(channel)) == {p for p in pats if fnmatchcase(channel, p)}
 
 
 # ------------------------------------------------------------------ module functions and API details
@@ -468,3 +465,227 @@ def test_str_subclasses(impl: str) -> None:
     assert set(index.subscribers("room.1")) == {"b"}
     assert index.discard("b", "room.*") is True
     assert index.patterns == {}
+
+
+class Hostile(str):
+    """A str subclass whose methods lie: the index must read its characters, as the compiled twin does."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return 0
+
+    def __iter__(self) -> Any:
+        return iter("*")
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+    def __str__(self) -> str:
+        return "*"
+
+    def startswith(self, *args: Any) -> bool:
+        return True
+
+    def endswith(self, *args: Any) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_str_subclasses_are_read_by_their_characters(impl: str) -> None:
+    module = load(impl)
+    assert module.is_pattern(Hostile("room.1")) is False
+    assert module.is_pattern(Hostile("room.?")) is True
+    index = module.ChannelIndex()
+    pattern = Hostile("room.*.x")
+    index.add("a", pattern)
+    index.add("b", Hostile("lobby"))
+    index.add("c", Room.ANY)
+    assert index.channels == {"lobby": {"b"}}
+    assert index.patterns == {"room.*.x": {"a"}, "room.*": {"c"}}
+    for channel in ("room.1.x", Hostile("room.1.x")):
+        found = index.matching_patterns(channel)
+        assert found == ("room.*.x", "room.*")
+        assert found[0] is pattern and found[1] is Room.ANY  # the objects as subscribed
+        assert set(index.subscribers(channel)) == {"a", "c"}
+    for channel in ("room", Hostile("room"), Hostile("x.room.1.x"), "*"):
+        assert index.matching_patterns(channel) == ()
+    assert set(index.subscribers(Hostile("lobby"))) == {"b"}
+    assert index.discard("a", "room.*.x") is True
+    assert index.matching_patterns(Hostile("room.1.x")) == ("room.*",)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_non_str_names_are_refused(impl: str) -> None:
+    index = load(impl).ChannelIndex()
+    for bad in (b"room.*", 5, None):
+        with pytest.raises(TypeError):
+            index.add("s", bad)
+        with pytest.raises(TypeError):
+            index.discard("s", bad)
+        with pytest.raises(TypeError):
+            index.matching_patterns(bad)
+    assert index.subscribers(b"room") == ()  # no patterns at all: an exact lookup only
+    index.add("s", "room.*")
+    with pytest.raises(TypeError):
+        index.subscribers(b"room")
+
+
+# patterns with no literal prefix nor suffix (filed at the prefix root), with only one of them, or both
+KEYLESS = ["*", "?", "??", "*?*", "[ab]*", "*[!x]", "?*[0-9]", "[é]*[😀]"]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_keyless_and_keyed_patterns_together(impl: str) -> None:
+    index = load(impl).ChannelIndex()
+    pats = [*KEYLESS, "a*", "*b", "a*b", "ab", "a[b]", "[a]b*", "*[b]", "a?b", "é*", "*😀", "é?😀", "?é", "😀*😀"]
+    for p in pats:
+        index.add(p, p)
+    channels = ["", "a", "b", "ab", "aab", "abb", "axb", "x", "9", "é", "é😀", "éx😀", "😀", "😀😀", "xé", "aé😀b"]
+    for channel in channels:
+        expected = [p for p in pats if model_is_pattern(p) and fnmatchcase(channel, p)]
+        assert list(index.matching_patterns(channel)) == expected, channel  # in subscription order
+        assert set(index.subscribers(channel)) == set(expected) | ({channel} if channel == "ab" else set())
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_order_is_subscription_order_across_both_tries(impl: str) -> None:
+    """Results come in the order of ``patterns``, however the patterns are spread over the tries."""
+    index = load(impl).ChannelIndex()
+    pats = ["*.1", "user.*", "*", "user.*.1", "u*1", "*r.?", "[u]ser.?", "*1", "user.1", "us?r.*.1"]
+    for p in pats:
+        index.add("s", p)
+    for channel in ("user.1", "user.1.1", "user.x"):
+        expected = tuple(p for p in pats if model_is_pattern(p) and fnmatchcase(channel, p))
+        assert len(expected) >= 4
+        assert index.matching_patterns(channel) == expected
+    index.discard("s", "user.*")
+    index.add("s", "user.*")  # a new subscription: now the last one
+    pats.remove("user.*")
+    pats.append("user.*")
+    assert list(index.patterns) == [p for p in pats if model_is_pattern(p)]
+    for channel in ("user.1", "user.1.1", "user.x"):
+        assert index.matching_patterns(channel) == tuple(p for p in index.patterns if fnmatchcase(channel, p))
+
+
+def shared_patterns(count: int) -> list[str]:
+    """Patterns crowding the same prefixes and suffixes: the tries split, share and merge nodes."""
+    shapes = [
+        "user.{}.*",
+        "user.{}*",
+        "user.*.{}",
+        "*.{}.events",
+        "*{}.events",
+        "room.{}.?",
+        "news.*.{}",
+        "u[s]er.{}.[!x]*",
+        "*ü.{}",
+        "ü.{}*",
+        "{}*{}",
+    ]
+    return [shapes[i % len(shapes)].format(i // len(shapes), i % 7) for i in range(count)]
+
+
+def shared_channels() -> list[str]:
+    names = ["", "user.", "user.1", "user.1.", "user.12.x", "user.1.events", "x.1.events", "x1.events", "room.3.a"]
+    names += ["room.3.", "news.a.5", "news..5", "user.3.y", "user.3.x", "aü.4", "ü.41", "ü.", "4x4", "44", "user.*.1"]
+    names += [f"user.{i}.{j}" for i in range(0, 40, 3) for j in ("x", "events", "5")]
+    return names
+
+
+def check_against_fnmatch(index: Any, live: list[str], channels: list[str]) -> None:
+    for channel in channels:
+        expected = [p for p in live if fnmatchcase(channel, p)]
+        assert list(index.matching_patterns(channel)) == expected, channel
+        assert set(index.subscribers(channel)) == set(expected)
+
+
+def check_pure_tries(index: Any) -> None:
+    """The pure twin's tries stay radix tries: no empty leaf, no pass-through node, keys as the path spells."""
+    stack = [(index._prefix, "", False, True), (index._suffix, "", True, True)]
+    filed = 0
+    while stack:
+        node, key, by_suffix, is_root = stack.pop()
+        assert node.key == (key[::-1] if by_suffix else key)
+        assert node.size == 1 + len(node.label) or is_root
+        filed += len(node.entries or ())
+        assert node.entries is None or node.entries
+        if not is_root:
+            assert node.entries or len(node.kids) > 1  # neither an empty leaf nor a pass-through node
+        for c, kid in node.kids.items():
+            stack.append((kid, key + c + kid.label, by_suffix, False))
+    assert not index._suffix.entries
+    assert filed == len(index.patterns)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_crowded_tries_subscribe_and_unsubscribe(impl: str) -> None:
+    """Hundreds of patterns sharing prefixes and suffixes, removed in another order than added."""
+    index = load(impl).ChannelIndex()
+    pats = list(dict.fromkeys(shared_patterns(440)))
+    channels = shared_channels()
+    for p in pats:
+        index.add(p, p)
+    live = list(pats)
+    check_against_fnmatch(index, live, channels)
+    order = pats[1::2] + pats[::2][::-1]  # odd ones first, then the even ones from the end
+    for step, p in enumerate(order):
+        assert index.discard(p, p)
+        live.remove(p)
+        if impl == "py":
+            check_pure_tries(index)
+        if step % 37 == 0:
+            check_against_fnmatch(index, live, channels)
+            for again in live[:3]:  # re-subscribing moves a pattern to the end of the order
+                index.discard(again, again)
+                index.add(again, again)
+                live.remove(again)
+                live.append(again)
+            check_against_fnmatch(index, live, channels)
+    assert index.patterns == {}
+    assert all(index.matching_patterns(c) == () for c in channels)
+    if impl == "py":
+        assert index._prefix.kids == {} and index._suffix.kids == {} and index._prefix.entries is None
+
+
+if not NO_EXTENSIONS:
+
+    def test_twins_agree_on_crowded_tries() -> None:
+        pure, compiled = load("py").ChannelIndex(), load("c").ChannelIndex()
+        pats = shared_patterns(600)
+        for p in pats:
+            assert pure.add("s", p) == compiled.add("s", p)
+        channels = shared_channels() + [p.replace("*", "x").replace("?", "y") for p in pats[::5]]
+        for channel in channels:
+            assert pure.matching_patterns(channel) == compiled.matching_patterns(channel), channel
+        for p in pats[::3]:
+            assert pure.discard("s", p) == compiled.discard("s", p)
+        for channel in channels:
+            assert pure.matching_patterns(channel) == compiled.matching_patterns(channel), channel
+
+
+# segments with non-ASCII characters (2- and 4-byte ones) and shared pieces
+UNICODE_SEGMENTS = st.sampled_from(["é", "éa", "😀", "a😀", "ü.", ".ü", "a", "ab", "*", "?", "[é😀]", "[!a]", "."])
+unicode_names = st.lists(UNICODE_SEGMENTS, max_size=6).map("".join)
+unicode_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), SUBSCRIBERS, unicode_names),
+        st.tuples(st.just("discard"), SUBSCRIBERS, unicode_names),
+        st.tuples(st.just("publish"), st.none(), unicode_names.map(lambda n: n.replace("*", "é").replace("?", "😀"))),
+    ),
+    max_size=60,
+)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@settings(max_examples=300, deadline=None)
+@given(ops=unicode_operations)
+def test_non_ascii_names_against_model(impl: str, ops: list[tuple[str, Any, str]]) -> None:
+    index = load(impl).ChannelIndex()
+    model = Model()
+    for op, sub, name in ops:
+        apply(index, model, op, sub, name, impl)
+        if impl == "py":
+            check_pure_tries(index)
+    for _, _, name in ops:
+        apply(index, model, "publish", None, name.replace("[é😀]", "😀").replace("[!a]", "b"), impl)

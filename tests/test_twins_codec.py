@@ -1,22 +1,31 @@
-"""The compiled codec and its pure-Python twin: same inputs, same bytes, same packets."""
+"""The compiled codec and its pure-Python twin: same inputs, same bytes, same packets.
+
+Comparisons take the ``twins`` fixture (both implementations; skipped, with the reason, where
+the compiled one cannot be tested, as in the pure run); behaviour tests take ``impl`` and run
+on each implementation available. Which one the package itself uses is tests/test_speedups.py's.
+"""
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
+from types import ModuleType
 from typing import Any
 
 import msgpack
 import pytest
+from helpers import Twins, twin
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from webshocket import _codec_py
-from webshocket._ext import NO_EXTENSIONS
+TWIN = "codec"  # the hot module of the ``impl`` and ``twins`` fixtures
 
-IMPLS = [_codec_py] if NO_EXTENSIONS else [_codec_py, importlib.import_module("webshocket._codec_c")]
-COMPILED = IMPLS[-1]
+
+@pytest.fixture(scope="module")
+def codec(impl: str) -> ModuleType:
+    """The ``impl`` twin of the codec."""
+    return twin(TWIN, impl)
+
 
 scalars = (
     st.none()
@@ -54,11 +63,6 @@ def as_tuple(packet: Any) -> tuple[Any, ...]:
     return (int(packet.source), packet.data, rpc_t, packet.channel, packet.timestamp, packet.correlation_id)
 
 
-def test_compiled_codec_is_tested() -> None:
-    if not NO_EXTENSIONS:
-        assert COMPILED.__name__ == "webshocket._codec_c"
-
-
 @settings(max_examples=300, deadline=None)
 @given(
     call_id=st.text(),
@@ -66,13 +70,15 @@ def test_compiled_codec_is_tested() -> None:
     error=st.sampled_from([None, -32601, -32001]),
     flags=st.tuples(st.booleans(), st.booleans()),
 )
-def test_encode_response_identical(call_id: str, response: Any, error: int | None, flags: tuple[bool, bool]) -> None:
+def test_encode_response_identical(
+    twins: Twins, call_id: str, response: Any, error: int | None, flags: tuple[bool, bool]
+) -> None:
     for as_json in (False, True):
         if as_json:
             response = json.loads(json.dumps(response, default=lambda b: None)) if _json_safe(response) else None
-        outputs = {impl.encode_response(call_id, response, error, *flags, as_json) for impl in IMPLS}
+        outputs = {impl.encode_response(call_id, response, error, *flags, as_json) for impl in twins}
         assert len(outputs) == 1
-    raw = IMPLS[0].encode_response(call_id, response, error, *flags, False)
+    raw = twins.py.encode_response(call_id, response, error, *flags, False)
     assert msgpack.unpackb(raw, raw=False, strict_map_key=False)["rpc"]["call_id"] == call_id
 
 
@@ -86,18 +92,18 @@ def _json_safe(value: Any) -> bool:
 
 @settings(max_examples=300, deadline=None)
 @given(source=st.sampled_from([1, 2, 4]), data=values, channel=st.none() | st.text())
-def test_encode_push_identical(source: int, data: Any, channel: str | None) -> None:
-    outputs = {impl.encode_push(source, data, channel, False) for impl in IMPLS}
+def test_encode_push_identical(twins: Twins, source: int, data: Any, channel: str | None) -> None:
+    outputs = {impl.encode_push(source, data, channel, False) for impl in twins}
     assert len(outputs) == 1
     payload = outputs.pop()
-    decoded = [as_tuple(impl.decode_packet(payload, False)) for impl in IMPLS]
+    decoded = [as_tuple(impl.decode_packet(payload, False)) for impl in twins]
     assert all(d == decoded[0] for d in decoded)
 
 
 @settings(max_examples=200, deadline=None)
 @given(source=st.sampled_from([1, 2, 4]), data=json_values, channel=st.none() | st.text())
-def test_encode_push_json_identical(source: int, data: Any, channel: str | None) -> None:
-    outputs = {impl.encode_push(source, data, channel, True) for impl in IMPLS}
+def test_encode_push_json_identical(twins: Twins, source: int, data: Any, channel: str | None) -> None:
+    outputs = {impl.encode_push(source, data, channel, True) for impl in twins}
     assert len(outputs) == 1
     assert json.loads(outputs.pop())["source"] == source
 
@@ -109,20 +115,20 @@ def test_encode_push_json_identical(source: int, data: Any, channel: str | None)
     kwargs=st.dictionaries(st.text(max_size=6), values, max_size=3),
     call_id=st.text(),
 )
-def test_request_round_trip(method: str, args: list[Any], kwargs: dict[str, Any], call_id: str) -> None:
-    raw = {impl.encode_request(method, args, kwargs, call_id, False) for impl in IMPLS}
+def test_request_round_trip(twins: Twins, method: str, args: list[Any], kwargs: dict[str, Any], call_id: str) -> None:
+    raw = {impl.encode_request(method, args, kwargs, call_id, False) for impl in twins}
     assert len(raw) == 1
     payload = raw.pop()
-    decoded = [as_tuple(impl.decode_packet(payload, False)) for impl in IMPLS]
+    decoded = [as_tuple(impl.decode_packet(payload, False)) for impl in twins]
     assert all(d == decoded[0] for d in decoded)
     assert decoded[0][2][1] == method and decoded[0][2][4] == call_id
 
 
 @settings(max_examples=1000, deadline=None)
 @given(blob=st.binary(max_size=64))
-def test_decode_random_bytes_identical(blob: bytes) -> None:
+def test_decode_random_bytes_identical(twins: Twins, blob: bytes) -> None:
     for as_json in (False, True):
-        decoded = [as_tuple(impl.decode_packet(blob, as_json)) for impl in IMPLS]
+        decoded = [as_tuple(impl.decode_packet(blob, as_json)) for impl in twins]
         assert all(d == decoded[0] for d in decoded)
 
 
@@ -157,21 +163,54 @@ packet_like = st.fixed_dictionaries(
 
 @settings(max_examples=1000, deadline=None)
 @given(packet=packet_like)
-def test_decode_structured_packets_identical(packet: dict[str, Any]) -> None:
+def test_decode_structured_packets_identical(twins: Twins, packet: dict[str, Any]) -> None:
     raw = msgpack.packb(packet, use_bin_type=True)
-    decoded = [as_tuple(impl.decode_packet(raw, False)) for impl in IMPLS]
+    decoded = [as_tuple(impl.decode_packet(raw, False)) for impl in twins]
     if packet.get("rpc") is None or not isinstance(packet["rpc"], dict) or packet["rpc"].get("call_id") is not None:
         assert all(d == decoded[0] for d in decoded)
     else:  # a request without call_id gets a fresh id from each decoder: compare the rest
         assert all(d[:2] == decoded[0][:2] and d[3:] == decoded[0][3:] for d in decoded)
     if _json_safe(packet):
         text = json.dumps(packet).encode()
-        decoded_json = [as_tuple(impl.decode_packet(text, True)) for impl in IMPLS]
+        decoded_json = [as_tuple(impl.decode_packet(text, True)) for impl in twins]
         assert {d[0] for d in decoded_json} == {decoded_json[0][0]}
 
 
-@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
-def test_invalid_input_becomes_unknown(impl: Any) -> None:
+@settings(max_examples=200, deadline=None)
+@given(
+    call_id=st.text(),
+    response=values,
+    error=st.sampled_from([None, -32601, -32001]),
+    flags=st.tuples(st.booleans(), st.booleans()),
+)
+def test_encode_response_keeps_call_id(
+    codec: ModuleType, call_id: str, response: Any, error: int | None, flags: tuple[bool, bool]
+) -> None:
+    raw = codec.encode_response(call_id, response, error, *flags, False)
+    assert msgpack.unpackb(raw, raw=False, strict_map_key=False)["rpc"]["call_id"] == call_id
+
+
+@settings(max_examples=200, deadline=None)
+@given(source=st.sampled_from([1, 2, 4]), data=json_values, channel=st.none() | st.text())
+def test_encode_push_json_keeps_source(codec: ModuleType, source: int, data: Any, channel: str | None) -> None:
+    assert json.loads(codec.encode_push(source, data, channel, True))["source"] == source
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    method=st.text(),
+    args=st.lists(values, max_size=4),
+    kwargs=st.dictionaries(st.text(max_size=6), values, max_size=3),
+    call_id=st.text(),
+)
+def test_request_decodes_to_itself(
+    codec: ModuleType, method: str, args: list[Any], kwargs: dict[str, Any], call_id: str
+) -> None:
+    decoded = as_tuple(codec.decode_packet(codec.encode_request(method, args, kwargs, call_id, False), False))
+    assert decoded[2][1] == method and decoded[2][4] == call_id
+
+
+def test_invalid_input_becomes_unknown(codec: ModuleType) -> None:
     for raw, as_json in [
         (b"\xc1", False),
         (b"\x92\x01", False),
@@ -186,33 +225,31 @@ def test_invalid_input_becomes_unknown(impl: Any) -> None:
         (b"\xff\xfe{}", True),
         (b"[" * 100000, True),
     ]:
-        packet = impl.decode_packet(raw, as_json)
+        packet = codec.decode_packet(raw, as_json)
         assert int(packet.source) == 3 and packet.data == raw
 
 
-@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
-def test_depth_limit_is_msgpack_s(impl: Any) -> None:
+def test_depth_limit_is_msgpack_s(codec: ModuleType) -> None:
     def nest(depth: int) -> Any:
         value: Any = 1
         for _ in range(depth):
             value = [value]
         return value
 
-    impl.encode_push(1, nest(1023), None, False)
+    codec.encode_push(1, nest(1023), None, False)
     with pytest.raises(ValueError):
-        impl.encode_push(1, nest(1024), None, False)
-    assert int(impl.decode_packet(msgpack.packb({"source": 1, "data": nest(1023)}), False).source) == 1
+        codec.encode_push(1, nest(1024), None, False)
+    assert int(codec.decode_packet(msgpack.packb({"source": 1, "data": nest(1023)}), False).source) == 1
 
 
-@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
-def test_packet_objects(impl: Any) -> None:
-    packet = impl.Packet(4, {"a": 1}, None, "ch")
-    assert packet == impl.Packet(4, {"a": 1}, channel="ch")
+def test_packet_objects(codec: ModuleType) -> None:
+    packet = codec.Packet(4, {"a": 1}, None, "ch")
+    assert packet == codec.Packet(4, {"a": 1}, channel="ch")
     packet.data = 2
     assert packet.data == 2 and "data=2" in repr(packet)
-    response = impl.RPCResponse("c1", 30)
+    response = codec.RPCResponse("c1", 30)
     assert (response.data, response.rpc, int(response.source), response.ok) == (30, response, 5, True)
-    request = impl.RPCRequest("add", [1, 2])
+    request = codec.RPCRequest("add", [1, 2])
     assert request.kwargs == {} and isinstance(request.call_id, str) and request.call_id
-    assert impl.Packet[impl.RPCResponse] is not None
-    assert not math.isnan(impl.decode_packet(impl.encode_push(1, 1.5, None, False), False).data)
+    assert codec.Packet[codec.RPCResponse] is not None
+    assert not math.isnan(codec.decode_packet(codec.encode_push(1, 1.5, None, False), False).data)

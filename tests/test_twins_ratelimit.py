@@ -1,38 +1,30 @@
 """Twin tests for the token bucket: compiled ``_ratelimit_c`` and pure ``_ratelimit_py``.
 
-Both implementations are imported directly; the same calls must give the same
-answers and bit-identical token counts. With ``WEBSHOCKET_NO_EXTENSIONS=1`` only
-the pure twin is parametrized; otherwise a missing or broken compiled module
-makes these tests fail, never skip.
+Both implementations are imported directly. Behaviour tests take the ``impl`` fixture and
+run on each implementation available; ``test_twins_agree`` takes ``twins`` and checks that
+the same calls give the same answers and bit-identical token counts (skipped, with the
+reason, where the compiled twin cannot be tested, as in the pure run).
 """
 
 from __future__ import annotations
 
-import importlib
 import math
-import os
 import time
-from types import ModuleType
 from typing import Any
 
 import pytest
+from helpers import Twins, twin
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-NO_EXTENSIONS = os.environ.get("WEBSHOCKET_NO_EXTENSIONS", "") not in ("", "0")
-IMPLS = ["py"] if NO_EXTENSIONS else ["py", "c"]
+TWIN = "ratelimit"  # the hot module of the ``impl`` and ``twins`` fixtures
 
 # comfortably after any bucket's creation stamp: the first call there refills a bucket to exactly ``limit``
 FUTURE = float(int(time.monotonic()) + 1_000_000)
 
 
-def load(impl: str) -> ModuleType:
-    """The twin ``impl`` ("py" or "c"); an ImportError fails the test."""
-    return importlib.import_module(f"webshocket._ratelimit_{impl}")
-
-
 def bucket(impl: str, limit: Any, period: Any) -> Any:
-    return load(impl).TokenBucket(limit, period)
+    return twin(TWIN, impl).TokenBucket(limit, period)
 
 
 def reference(limit: int, period: float, deltas: list[float]) -> list[tuple[bool, float]]:
@@ -53,14 +45,6 @@ def reference(limit: int, period: float, deltas: list[float]) -> list[tuple[bool
     return out
 
 
-if not NO_EXTENSIONS:
-
-    def test_compiled_twin_is_built() -> None:
-        module = load("c")
-        assert module.__file__ is not None and not module.__file__.endswith(".py"), module.__file__
-
-
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize(
     ("limit", "period"), [(0, 1.0), (-1, 1.0), (1, 0), (1, 0.0), (1, -1.0), (1, math.nan), (0.5, 1.0)]
 )
@@ -69,16 +53,14 @@ def test_bad_arguments(impl: str, limit: Any, period: Any) -> None:
         bucket(impl, limit, period)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 def test_attributes(impl: str) -> None:
     b = bucket(impl, 3, 2)
     assert b.limit == 3 and type(b.limit) is int
     assert b.period == 2.0 and type(b.period) is float
     assert b.tokens == 3.0 and type(b.tokens) is float
-    assert load(impl).__all__ == ["TokenBucket"]
+    assert twin(TWIN, impl).__all__ == ["TokenBucket"]
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 def test_known_sequence(impl: str) -> None:
     b = bucket(impl, 2, 1.0)  # 2 tokens, 2 per second
     assert [b.allow_at(FUTURE) for _ in range(3)] == [True, True, False]
@@ -95,7 +77,6 @@ def test_known_sequence(impl: str) -> None:
     assert b.tokens == 1.0
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @settings(max_examples=300, deadline=None)
 @given(
     limit=st.integers(1, 50),
@@ -116,25 +97,22 @@ def test_against_reference(impl: str, limit: int, period: float, deltas: list[fl
     assert got == reference(limit, period, deltas)
 
 
-if not NO_EXTENSIONS:
-
-    @settings(max_examples=300, deadline=None)
-    @given(
-        limit=st.one_of(st.integers(1, 1000), st.floats(1.0, 100.0)),
-        period=st.one_of(st.floats(1e-6, 1e6), st.integers(1, 100)),
-        times=st.lists(st.floats(-1e3, 1e7), max_size=60),
-    )
-    def test_twins_agree(limit: Any, period: Any, times: list[float]) -> None:
-        pure, compiled = bucket("py", limit, period), bucket("c", limit, period)
-        assert (pure.limit, pure.period, pure.tokens) == (compiled.limit, compiled.period, compiled.tokens)
-        # every time after both creation stamps (which differ a little), some out of order
-        for offset in sorted(times[: len(times) // 2]) + times[len(times) // 2 :]:
-            now = FUTURE + offset
-            assert pure.allow_at(now) is compiled.allow_at(now)
-            assert pure.tokens == compiled.tokens  # bit for bit
+@settings(max_examples=300, deadline=None)
+@given(
+    limit=st.one_of(st.integers(1, 1000), st.floats(1.0, 100.0)),
+    period=st.one_of(st.floats(1e-6, 1e6), st.integers(1, 100)),
+    times=st.lists(st.floats(-1e3, 1e7), max_size=60),
+)
+def test_twins_agree(twins: Twins, limit: Any, period: Any, times: list[float]) -> None:
+    pure, compiled = twins.py.TokenBucket(limit, period), twins.c.TokenBucket(limit, period)
+    assert (pure.limit, pure.period, pure.tokens) == (compiled.limit, compiled.period, compiled.tokens)
+    # every time after both creation stamps (which differ a little), some out of order
+    for offset in sorted(times[: len(times) // 2]) + times[len(times) // 2 :]:
+        now = FUTURE + offset
+        assert pure.allow_at(now) is compiled.allow_at(now)
+        assert pure.tokens == compiled.tokens  # bit for bit
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 def test_allow_uses_time_monotonic(impl: str) -> None:
     """allow() reads the clock behind time.monotonic(), so it mixes with allow_at(time.monotonic())."""
     b = bucket(impl, 1, 1.0)  # one token per second
@@ -149,7 +127,6 @@ def test_allow_uses_time_monotonic(impl: str) -> None:
     assert b.allow() is False  # the stamp is now in the future: allow() refills nothing
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 def test_allow_refills_over_real_time(impl: str) -> None:
     b = bucket(impl, 2, 0.02)  # 100 tokens per second
     assert b.allow() and b.allow()

@@ -23,12 +23,12 @@ if TYPE_CHECKING:  # both implementations have the pure twin's API
         salvage_call_id,
     )
 else:
-    from ._ext import load
+    from ._ext import SPEEDUPS, load
 
     _impl = load("codec")
-    Packet = _impl.Packet
-    RPCRequest = _impl.RPCRequest
-    RPCResponse = _impl.RPCResponse
+    # Written once in _packets_py; each codec brings its twin's classes (compiled: _packets_c).
+    Packet, RPCRequest, RPCResponse = _impl.PACKET_CLASSES
+    SPEEDUPS["packets"] = SPEEDUPS["codec"]
     decode_packet = _impl.decode_packet
     encode_packet = _impl.encode_packet
     encode_push = _impl.encode_push

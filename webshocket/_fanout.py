@@ -7,6 +7,7 @@ if TYPE_CHECKING:  # both implementations have the pure twin's API
         CLOSE_SLOW_CONSUMER,
         FLUSH_FRAMES,
         SLOW_CONSUMER_GRACE,
+        Endpoint,
         Flusher,
         Outgoing,
         Sink,
@@ -19,9 +20,19 @@ else:
     CLOSE_SLOW_CONSUMER = _impl.CLOSE_SLOW_CONSUMER
     FLUSH_FRAMES = _impl.FLUSH_FRAMES
     SLOW_CONSUMER_GRACE = _impl.SLOW_CONSUMER_GRACE
+    Endpoint = _impl.Endpoint
     Flusher = _impl.Flusher
     Outgoing = _impl.Outgoing
     Sink = _impl.Sink
     fan_out = _impl.fan_out
 
-__all__ = ["CLOSE_SLOW_CONSUMER", "FLUSH_FRAMES", "SLOW_CONSUMER_GRACE", "Flusher", "Outgoing", "Sink", "fan_out"]
+__all__ = [
+    "CLOSE_SLOW_CONSUMER",
+    "FLUSH_FRAMES",
+    "SLOW_CONSUMER_GRACE",
+    "Endpoint",
+    "Flusher",
+    "Outgoing",
+    "Sink",
+    "fan_out",
+]

@@ -15,8 +15,18 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from ._codec import decode_packet, encode_packet, encode_push, frame
+from .constant import DEFAULT_MAX_SEND_BUFFER
 
-__all__ = ["CLOSE_SLOW_CONSUMER", "FLUSH_FRAMES", "SLOW_CONSUMER_GRACE", "Flusher", "Outgoing", "Sink", "fan_out"]
+__all__ = [
+    "CLOSE_SLOW_CONSUMER",
+    "FLUSH_FRAMES",
+    "SLOW_CONSUMER_GRACE",
+    "Endpoint",
+    "Flusher",
+    "Outgoing",
+    "Sink",
+    "fan_out",
+]
 
 CLOSE_SLOW_CONSUMER = 4008
 """Close code for a client whose outgoing buffer was above ``max_send_buffer`` when a packet was pushed."""
@@ -57,20 +67,29 @@ class Sink:
     iteration's work is done, or, for RPC replies, as soon as ``flush_frames`` are waiting.
     """
 
-    def __init__(self, transport: Any, as_json: bool) -> None:
+    def __init__(
+        self,
+        transport: Any,
+        as_json: bool,
+        max_out: int = DEFAULT_MAX_SEND_BUFFER,
+        drop: bool = False,
+        flusher: Flusher | None = None,
+        stats: dict[str, int] | None = None,
+        on_slow: Callable[[], None] | None = None,
+    ) -> None:
         self.transport = transport  # picows WSTransport
         self.as_json = as_json
         self.open = True
         self.blocked = False  # the transport's write buffer is above its high-water mark
         self.out: list[bytes] | None = None  # frames waiting for the end of this loop iteration
         self.out_size = 0
-        self.flusher: Flusher | None = None  # None: write at once
-        self.max_out = 1024 * 1024
+        self.flusher = flusher  # None: write at once
+        self.max_out = max_out
         self.flush_frames = FLUSH_FRAMES
-        self.drop = False  # slow-consumer policy: True "drop", False "disconnect"
+        self.drop = drop  # slow-consumer policy: True "drop", False "disconnect"
         self.dropped = 0
-        self.stats: dict[str, int] = {"dropped": 0, "slow_consumer_disconnects": 0, "deliveries": 0}
-        self.on_slow: Callable[[], None] | None = None  # closes the connection (policy "disconnect")
+        self.stats = {"dropped": 0, "slow_consumer_disconnects": 0, "deliveries": 0} if stats is None else stats
+        self.on_slow = on_slow  # closes the connection (policy "disconnect")
 
     def queue(self, frames: bytes) -> None:
         """Queue frames for the end of this loop iteration (written at once without a flusher)."""
@@ -142,6 +161,15 @@ class Sink:
                     transport.underlying_transport.writelines(out)
 
 
+class Endpoint:
+    """Where pushes go: a connection's outgoing side (:class:`~webshocket.ClientConnection` derives from it)."""
+
+    __slots__ = ("_sink",)
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+
+
 def _abort(transport: Any) -> None:
     if not transport.is_disconnected:
         transport.disconnect(False)
@@ -201,7 +229,7 @@ def fan_out(
     excluded: Collection[Any],
     predicate: Callable[[Any], bool] | None,
 ) -> int:
-    """Send ``out`` to each recipient connection; returns how many got it."""
+    """Send ``out`` to each recipient (an :class:`Endpoint`); returns how many got it."""
     sent = 0
     # A predicate may (un)subscribe clients: iterate over a snapshot then.
     for client in tuple(recipients) if predicate is not None else recipients:

@@ -1,21 +1,14 @@
-"""The connection listener in use (compiled ``_listener_c`` or pure ``_listener_py``)."""
+"""The connection engine in use (compiled ``_listener_c`` or pure ``_listener_py``)."""
 
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # both implementations have the pure twin's API
-    from ._listener_py import (
-        ServerCore,
-        ServerListener,
-        close_reply,
-        valid_close_code,
-    )
+    from ._listener_py import ServerCore, ServerListener
 else:
     from ._ext import load
 
     _impl = load("listener")
     ServerCore = _impl.ServerCore
     ServerListener = _impl.ServerListener
-    close_reply = _impl.close_reply
-    valid_close_code = _impl.valid_close_code
 
-__all__ = ["ServerCore", "ServerListener", "close_reply", "valid_close_code"]
+__all__ = ["ServerCore", "ServerListener"]

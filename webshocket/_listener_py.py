@@ -13,44 +13,41 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import picows
-from picows import WSCloseCode, WSMsgType
+from picows import WSCloseCode
 
-from ._codec import INVALID_REQUEST, decode_packet, response_frame, salvage_call_id
-from ._fanout import Flusher
-from .connection import _CLOSED, ClientConnection
-from .enum import ClientType, ConnectionState, PacketSource, RPCErrorCode
-from .exceptions import RPCError
+from . import _fanout
+from ._codec import INVALID_REQUEST, decode_packet, frame, response_frame, salvage_call_id
+from ._fanout import CLOSE_SLOW_CONSUMER, Flusher
+from ._framing import write_message
+from .connection import ClientConnection
+from .constant import DEFAULT_CHUNK_SIZE
+from .enum import ClientType, PacketSource, RPCErrorCode
+from .exceptions import ConnectionClosedError, ReceiveTimeoutError, RPCError
 from .handler import DefaultWebSocketHandler, WebSocketHandler
 from .packets import Packet, RPCRequest
 from .ratelimit import TokenBucket
 
 if TYPE_CHECKING:
-    from .server import WebSocketServer
+    from .config import ServerConfig
+    from .hub import Hub
 
 
 def _probe() -> None:
     """Its type tells whether this module runs as Python or compiled by Cython."""
 
 
-if type(_probe).__name__ == "function":  # pure Python; compiled, the .pxd cimports WSListener instead
-    from picows import *  # noqa: F403
+if type(_probe).__name__ == "function":  # pure Python; compiled, the .pxd cimports MessageListener instead
+    from ._framing import *  # noqa: F403
 
 __all__ = ["ServerCore", "ServerListener"]
 
 _logger = logging.getLogger("webshocket.server")
 _RPC = PacketSource.RPC
 _UNKNOWN = PacketSource.UNKNOWN
-_TEXT = WSMsgType.TEXT
-_BINARY = WSMsgType.BINARY
-_CONTINUATION = WSMsgType.CONTINUATION
-_CLOSE = WSMsgType.CLOSE
-_PING = WSMsgType.PING
-_CONNECTED = ConnectionState.CONNECTED
-_CLOSED_STATE = ConnectionState.CLOSED
 
 _NOT_FOUND = int(RPCErrorCode.METHOD_NOT_FOUND)
 _INVALID_PARAMS = int(RPCErrorCode.INVALID_PARAMS)
@@ -58,7 +55,15 @@ _INTERNAL = int(RPCErrorCode.INTERNAL_SERVER_ERROR)
 _RATE_LIMITED = int(RPCErrorCode.RATE_LIMIT_EXCEEDED)
 _APPLICATION = int(RPCErrorCode.APPLICATION_ERROR)
 _DENIED = int(RPCErrorCode.ACCESS_DENIED)
-_PAUSE_INFLIGHT = 2  # reading paused: too many RPCs of this connection in flight
+
+PAUSE_QUEUE = 1
+"""Reading paused: the ``recv()`` queue is full."""
+PAUSE_INFLIGHT = 2
+"""Reading paused: too many RPCs of this connection in flight."""
+PAUSE_SHUTDOWN = 4
+"""Reading paused: the server is shutting down."""
+
+_CLOSED = object()  # wakes recv() when the connection goes away
 
 
 def _overrides(handler: WebSocketHandler[Any], name: str) -> bool:
@@ -67,11 +72,11 @@ def _overrides(handler: WebSocketHandler[Any], name: str) -> bool:
 
 
 def reply(
-    conn: ClientConnection[Any], call_id: str, response: Any, error: int | None, is_stream: bool, is_end: bool
+    engine: ServerListener, call_id: str, response: Any, error: int | None, is_stream: bool, is_end: bool
 ) -> None:
-    """Send one RPC response to ``conn`` (dropped when it has gone)."""
-    sink = conn._sink
-    if sink.open:
+    """Send one RPC response on ``engine``'s connection (dropped when it has gone)."""
+    sink = engine.sink
+    if sink is not None and sink.open:
         try:
             frames = response_frame(call_id, response, error, is_stream, is_end, sink.as_json)
         except (TypeError, ValueError, OverflowError) as exc:
@@ -85,77 +90,91 @@ def reply(
 class _Done:
     """Done-callback of an RPC's task (a small object instead of a closure)."""
 
-    __slots__ = ("call_id", "conn", "core", "is_stream")
+    __slots__ = ("call_id", "core", "engine", "is_stream")
 
-    def __init__(self, core: ServerCore, conn: ClientConnection[Any], call_id: str, is_stream: bool) -> None:
+    def __init__(self, core: ServerCore, engine: ServerListener, call_id: str, is_stream: bool) -> None:
         self.core = core
-        self.conn = conn
+        self.engine = engine
         self.call_id = call_id
         self.is_stream = is_stream
 
     def __call__(self, task: asyncio.Task[Any]) -> None:
-        self.core.done(self.conn, self.call_id, self.is_stream, task)
+        self.core.done(self.engine, self.call_id, self.is_stream, task)
 
 
 class ServerCore:
-    """State shared by every connection of one server."""
+    """State shared by every connection of one server: the RPC method table, the bound on
+    RPCs running at once, the tasks it started, the write flusher."""
 
-    def __init__(self, server: WebSocketServer[Any]) -> None:
-        self.server = server
-        self.handler = server.handler
-        self.methods = self.handler._rpc_methods
+    def __init__(
+        self,
+        handler: WebSocketHandler[Any],
+        hub: Hub,
+        config: ServerConfig,
+        on_open: Callable[[ClientConnection[Any]], None] | None = None,
+    ) -> None:
+        self.handler = handler
+        self.hub = hub
+        self.config = config
+        self.methods = hub.methods
         self.loop = asyncio.get_running_loop()
-        self.task_limit = server._rpc_task_limit
+        self.task_limit = config.rpc_task_limit
         self.running = 0
-        self.waiting: deque[tuple[ClientConnection[Any], str, Any, bool]] = deque()
-        self.max_message_size = server.max_message_size
-        self.max_inflight = server.max_inflight_rpcs
-        self.queue_packets = type(self.handler).on_receive is DefaultWebSocketHandler.on_receive
-        self.has_on_connect = _overrides(self.handler, "on_connect")
-        self.has_on_disconnect = _overrides(self.handler, "on_disconnect")
+        self.waiting: deque[tuple[ServerListener, str, Any, bool]] = deque()
+        self.max_message_size = config.max_message_size
+        self.max_inflight = config.max_inflight_rpcs
+        self.queue_packets = type(handler).on_receive is DefaultWebSocketHandler.on_receive
+        self.has_on_connect = _overrides(handler, "on_connect")
+        self.has_on_disconnect = _overrides(handler, "on_disconnect")
         self.lifecycle_tasks: set[asyncio.Task[Any]] = set()
         self.rpc_tasks: set[asyncio.Task[Any]] = set()  # plain RPCs running
         self.stream_tasks: set[asyncio.Task[Any]] = set()  # streaming RPCs running
-        self.stats = server.stats
+        self.stats = hub.stats
         self.flusher = Flusher(self.loop)  # one write per connection per loop iteration
+        self.engines: set[ServerListener] = set()  # connections open (accepted, not yet gone)
+        self.on_open = on_open
 
     # ------------------------------------------------------------------ dispatch
 
-    def call(self, conn: ClientConnection[Any], request: RPCRequest) -> None:
-        """Handle one RPC request of ``conn``."""
+    def call(self, engine: ServerListener, request: RPCRequest) -> None:
+        """Handle one RPC request of ``engine``'s connection."""
         name = request.method
         call_id = request.call_id
         self.stats["rpc_calls"] += 1
         method = self.methods.get(name)
         if method is None:
             if name == "__abort__":
-                self.abort(conn, request)
+                self.abort(engine, request)
                 return
             self.stats["rpc_errors"] += 1
-            reply(conn, call_id, f"RPC method '{name}' not found.", _NOT_FOUND, False, True)
+            reply(engine, call_id, f"RPC method '{name}' not found.", _NOT_FOUND, False, True)
             return
+        conn = engine.conn
         if method.restricted is not None:
             try:
                 allowed = method.restricted(conn)
             except Exception as exc:
                 _logger.exception("Access predicate of RPC method '%s' raised", name)
                 self.stats["rpc_errors"] += 1
-                reply(conn, call_id, f"Server error ({type(exc).__name__}): {exc}", _INTERNAL, method.is_stream, True)
+                reply(engine, call_id, f"Server error ({type(exc).__name__}): {exc}", _INTERNAL, method.is_stream, True)
                 return
             if not allowed:
                 self.stats["rpc_errors"] += 1
-                reply(conn, call_id, f"Access denied for RPC method '{name}'.", _DENIED, method.is_stream, True)
+                reply(engine, call_id, f"Access denied for RPC method '{name}'.", _DENIED, method.is_stream, True)
                 return
         limit = method.rate_limit
         if limit is not None:
-            bucket = conn._rate_buckets.get(name)
+            buckets = engine.buckets
+            if buckets is None:
+                buckets = engine.buckets = {}
+            bucket = buckets.get(name)
             if bucket is None:
-                bucket = conn._rate_buckets[name] = TokenBucket(limit.limit, limit.period)
+                bucket = buckets[name] = TokenBucket(limit.limit, limit.period)
             if not bucket.allow():
                 self.stats["rpc_errors"] += 1
                 self.stats["rate_limited"] += 1
                 reply(
-                    conn,
+                    engine,
                     call_id,
                     f"Rate limit exceeded for RPC method '{name}'.",
                     _RATE_LIMITED,
@@ -163,14 +182,14 @@ class ServerCore:
                     True,
                 )
                 if limit.disconnect_on_limit_exceeded:
-                    conn.close(WSCloseCode.TRY_AGAIN_LATER, b"Rate limit exceeded")
+                    engine.close(WSCloseCode.TRY_AGAIN_LATER, b"Rate limit exceeded")
                 return
         try:
             work = method.func(conn, *request.args, **request.kwargs)
         except TypeError as exc:
             self.stats["rpc_errors"] += 1
             reply(
-                conn,
+                engine,
                 call_id,
                 f"Server error ({type(exc).__name__}): {exc}",
                 _INVALID_PARAMS,
@@ -182,105 +201,103 @@ class ServerCore:
             try:
                 work.send(None)
             except StopIteration as stop:
-                reply(conn, call_id, stop.value, None, False, False)
+                reply(engine, call_id, stop.value, None, False, False)
             except Exception as exc:
-                self._failed(conn, call_id, exc)
+                self._failed(engine, call_id, exc)
             else:  # pragma: no cover - cannot happen without an await
                 work.close()
-                self._failed(conn, call_id, RuntimeError("coroutine suspended"))
+                self._failed(engine, call_id, RuntimeError("coroutine suspended"))
             return
         if method.is_stream:
-            conn._active_stream[call_id] = None  # type: ignore[assignment]  # queued, not started
-        inflight = conn._inflight + 1
-        object.__setattr__(conn, "_inflight", inflight)
-        if inflight == self.max_inflight:
-            conn._pause_reading(_PAUSE_INFLIGHT)
+            engine.streams[call_id] = None  # queued, not started
+        engine.inflight += 1
+        if engine.inflight == self.max_inflight:
+            engine.pause_reading(PAUSE_INFLIGHT)
         if self.running < self.task_limit:
-            self._start(conn, call_id, work, method.is_stream)
+            self._start(engine, call_id, work, method.is_stream)
         else:
-            self.waiting.append((conn, call_id, work, method.is_stream))
+            self.waiting.append((engine, call_id, work, method.is_stream))
 
-    def abort(self, conn: ClientConnection[Any], request: RPCRequest) -> None:
-        """``__abort__``: cancel a running stream of ``conn`` (no reply)."""
+    def abort(self, engine: ServerListener, request: RPCRequest) -> None:
+        """``__abort__``: cancel a running stream of the connection (no reply)."""
         if request.args:
             target = request.args[0]
-            if isinstance(target, str) and target in conn._active_stream:
-                task = conn._active_stream.pop(target)
+            streams = engine.streams
+            if isinstance(target, str) and target in streams:
+                task = streams.pop(target)
                 if task is not None:
                     task.cancel()
 
-    def _start(self, conn: ClientConnection[Any], call_id: str, work: Any, is_stream: bool) -> None:
+    def _start(self, engine: ServerListener, call_id: str, work: Any, is_stream: bool) -> None:
         self.running += 1
         if is_stream:
-            task = self.loop.create_task(self._stream(conn, call_id, work))
-            conn._active_stream[call_id] = task
+            task = self.loop.create_task(self._stream(engine, call_id, work))
+            engine.streams[call_id] = task
             self.stream_tasks.add(task)
         else:
             # The method's coroutine is the task itself: no wrapper frame, and a task
             # cancelled before it starts closes the coroutine cleanly.
             task = self.loop.create_task(work)
             self.rpc_tasks.add(task)
-        task.add_done_callback(_Done(self, conn, call_id, is_stream))
+        task.add_done_callback(_Done(self, engine, call_id, is_stream))
 
-    def _finish(self, conn: ClientConnection[Any]) -> None:
-        """One RPC of ``conn`` is over (answered, or dropped with its connection)."""
-        inflight = conn._inflight - 1
-        object.__setattr__(conn, "_inflight", inflight)
-        if inflight == self.max_inflight // 2:
-            conn._resume_reading(_PAUSE_INFLIGHT)
+    def _finish(self, engine: ServerListener) -> None:
+        """One RPC of the connection is over (answered, or dropped with its connection)."""
+        engine.inflight -= 1
+        if engine.inflight == self.max_inflight // 2:
+            engine.resume_reading(PAUSE_INFLIGHT)
 
-    def done(self, conn: ClientConnection[Any], call_id: str, is_stream: bool, task: asyncio.Task[Any]) -> None:
+    def done(self, engine: ServerListener, call_id: str, is_stream: bool, task: asyncio.Task[Any]) -> None:
         """An RPC's task ended: answer a plain call, then start queued RPCs below the limit."""
         self.running -= 1
-        self._finish(conn)
+        self._finish(engine)
         if is_stream:
             self.stream_tasks.discard(task)
         else:
             self.rpc_tasks.discard(task)
             if not task.cancelled():
-                self._answer(conn, call_id, task)
+                self._answer(engine, call_id, task)
         waiting = self.waiting
         while waiting and self.running < self.task_limit:
-            conn, call_id, work, is_stream = waiting.popleft()
-            if conn.connection_state is not _CONNECTED or (is_stream and call_id not in conn._active_stream):
+            engine, call_id, work, is_stream = waiting.popleft()
+            if not engine.is_open or (is_stream and call_id not in engine.streams):
                 if not is_stream:
                     work.close()
-                self._finish(conn)
+                self._finish(engine)
                 continue
-            self._start(conn, call_id, work, is_stream)
+            self._start(engine, call_id, work, is_stream)
 
-    def _answer(self, conn: ClientConnection[Any], call_id: str, task: asyncio.Task[Any]) -> None:
+    def _answer(self, engine: ServerListener, call_id: str, task: asyncio.Task[Any]) -> None:
         exc = task.exception()
         if exc is None:
-            reply(conn, call_id, task.result(), None, False, False)
+            reply(engine, call_id, task.result(), None, False, False)
         else:
-            self._failed(conn, call_id, exc)
+            self._failed(engine, call_id, exc)
 
-    def _failed(self, conn: ClientConnection[Any], call_id: str, exc: BaseException) -> None:
+    def _failed(self, engine: ServerListener, call_id: str, exc: BaseException) -> None:
         """A plain RPC raised ``exc``: answer with the matching error."""
+        self.stats["rpc_errors"] += 1
         if isinstance(exc, RPCError):
-            self.stats["rpc_errors"] += 1
-            reply(conn, call_id, str(exc), _APPLICATION, False, False)
+            reply(engine, call_id, str(exc), _APPLICATION, False, False)
         else:
-            self.stats["rpc_errors"] += 1
             _logger.error("RPC execution failed for call %s", call_id, exc_info=exc)
-            reply(conn, call_id, f"Server error ({type(exc).__name__}): {exc}", _INTERNAL, False, False)
+            reply(engine, call_id, f"Server error ({type(exc).__name__}): {exc}", _INTERNAL, False, False)
 
-    async def _stream(self, conn: ClientConnection[Any], call_id: str, agen: AsyncIterator[Any]) -> None:
+    async def _stream(self, engine: ServerListener, call_id: str, agen: AsyncIterator[Any]) -> None:
         try:
             async for item in agen:
-                if conn.connection_state is not _CONNECTED:
+                if not engine.is_open:
                     return
-                reply(conn, call_id, item, None, True, False)
-            reply(conn, call_id, None, None, True, True)
+                reply(engine, call_id, item, None, True, False)
+            reply(engine, call_id, None, None, True, True)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self.stats["rpc_errors"] += 1
             _logger.exception("Streaming RPC failed midway (call %s)", call_id)
-            reply(conn, call_id, f"\nStream aborted: {exc}", _INTERNAL, True, True)
+            reply(engine, call_id, f"\nStream aborted: {exc}", _INTERNAL, True, True)
         finally:
-            conn._active_stream.pop(call_id, None)
+            engine.streams.pop(call_id, None)
             aclose = getattr(agen, "aclose", None)
             if aclose is not None:
                 try:
@@ -290,28 +307,33 @@ class ServerCore:
 
     # ------------------------------------------------------------------ non-RPC packets
 
-    def receive(self, conn: ClientConnection[Any], packet: Packet[Any]) -> None:
+    def receive(self, engine: ServerListener, packet: Packet[Any]) -> None:
         """Hand a non-RPC packet to the handler, preserving per-connection order."""
         if self.queue_packets:
-            conn._enqueue_packet(packet)
+            engine.enqueue(packet)
             return
-        conn._inbox.append(packet)
-        if not conn._receiving:
-            object.__setattr__(conn, "_receiving", True)
-            self._track(self.loop.create_task(self._drain(conn)))
+        inbox = engine.inbox
+        if inbox is None:
+            inbox = engine.inbox = deque()
+        inbox.append(packet)
+        if not engine.receiving:
+            engine.receiving = True
+            self._track(self.loop.create_task(self._drain(engine)))
 
-    async def _drain(self, conn: ClientConnection[Any]) -> None:
-        inbox = conn._inbox
+    async def _drain(self, engine: ServerListener) -> None:
+        inbox = engine.inbox
+        assert inbox is not None
+        conn = engine.conn
         on_receive = self.handler.on_receive
         try:
             while inbox:
-                packet = inbox.pop(0)
+                packet = inbox.popleft()
                 try:
                     await on_receive(conn, packet)
                 except Exception:
-                    _logger.exception("on_receive raised for %s", conn.remote_address)
+                    _logger.exception("on_receive raised for %s", engine.remote_address())
         finally:
-            object.__setattr__(conn, "_receiving", False)
+            engine.receiving = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -319,187 +341,309 @@ class ServerCore:
         self.lifecycle_tasks.add(task)
         task.add_done_callback(self.lifecycle_tasks.discard)
 
-    def connected(self, listener: ServerListener, conn: ClientConnection[Any]) -> None:
-        server = self.server
-        max_connection = server.max_connection
-        if max_connection is not None and len(self.handler.clients) >= max_connection:
-            listener.ready = True
-            conn._mark_closed()
-            conn._protocol.send_close(WSCloseCode.TRY_AGAIN_LATER, b"Server is at maximum capacity.")
-            conn._protocol.disconnect()
+    def connected(self, engine: ServerListener) -> None:
+        """A connection was upgraded: admit it (or refuse it when the server is full)."""
+        conn = engine.conn
+        transport = engine.transport
+        clients = self.hub.clients
+        max_connection = self.config.max_connection
+        if max_connection is not None and len(clients) >= max_connection:
+            engine.ready = True
+            engine.mark_closed()
+            transport.send_close(WSCloseCode.TRY_AGAIN_LATER, b"Server is at maximum capacity.")
+            transport.disconnect()
             return
-        sink = conn._sink
-        sink.drop = server.slow_consumer_policy == "drop"
-        sink.stats = self.stats
-        sink.flusher = self.flusher
-        sink.max_out = server.max_send_buffer
-        conn._protocol.underlying_transport.set_write_buffer_limits(high=server.max_send_buffer)
-        self.handler.clients.add(conn)
+        transport.underlying_transport.set_write_buffer_limits(high=self.config.max_send_buffer)
+        clients.add(conn)
+        self.engines.add(engine)
         self.stats["connections_opened"] += 1
-        server._on_new_connection(conn)
+        if self.on_open is not None:
+            self.on_open(conn)
         if self.has_on_connect:
-            listener.connect_task = task = self.loop.create_task(self._on_connect(listener, conn))
+            engine.connect_task = task = self.loop.create_task(self._on_connect(engine))
             self._track(task)
         else:
-            listener.ready = True
+            engine.ready = True
 
-    async def _on_connect(self, listener: ServerListener, conn: ClientConnection[Any]) -> None:
+    async def _on_connect(self, engine: ServerListener) -> None:
         try:
-            await self.handler.on_connect(conn)
+            await self.handler.on_connect(engine.conn)
         except Exception:
-            _logger.exception("on_connect raised for %s", conn.remote_address)
-        listener.ready = True
-        pending, listener.pending = listener.pending, []
+            _logger.exception("on_connect raised for %s", engine.remote_address())
+        engine.ready = True
+        pending, engine.pending = engine.pending, []
         for payload in pending:
-            if conn.connection_state is not _CONNECTED:
+            if not engine.is_open:
                 break
-            listener.dispatch(payload)
+            engine.dispatch(payload)
 
-    def disconnected(self, listener: ServerListener, conn: ClientConnection[Any]) -> None:
-        was_client = conn in self.handler.clients
-        conn._mark_closed()
-        streams = conn._active_stream
+    def disconnected(self, engine: ServerListener) -> None:
+        """A connection went away: cancel its streams, wake its readers, forget it."""
+        conn = engine.conn
+        was_client = engine in self.engines
+        engine.mark_closed()
+        streams = engine.streams
         for task in streams.values():
             if task is not None:
                 task.cancel()
         streams.clear()
-        if conn._packet_queue is not None:
-            conn._enqueue_packet(_CLOSED)
+        if engine.queue is not None:
+            engine.queue.put_nowait(_CLOSED)
         if not was_client:
             return
-        self.handler.clients.discard(conn)
-        self.handler._unsubscribe_all(conn)
+        self.engines.discard(engine)
+        self.hub.clients.discard(conn)
+        self.hub.unsubscribe_all(conn)
         self.stats["connections_closed"] += 1
         if self.has_on_disconnect:
-            self._track(self.loop.create_task(self._on_disconnect(listener, conn)))
+            self._track(self.loop.create_task(self._on_disconnect(engine)))
 
-    async def _on_disconnect(self, listener: ServerListener, conn: ClientConnection[Any]) -> None:
-        connect_task = listener.connect_task
+    async def _on_disconnect(self, engine: ServerListener) -> None:
+        connect_task = engine.connect_task
         if connect_task is not None and not connect_task.done():
             await asyncio.wait([connect_task])
         try:
-            await self.handler.on_disconnect(conn)
+            await self.handler.on_disconnect(engine.conn)
         except Exception:
-            _logger.exception("on_disconnect raised for %s", conn.remote_address)
+            _logger.exception("on_disconnect raised for %s", engine.remote_address())
+
+    async def shutdown(self, timeout: float | None) -> None:
+        """Close every connection gracefully (the server stopped accepting).
+
+        Running RPCs get up to ``timeout`` seconds to finish while no new request is
+        read; then every client gets 1001 (going away) and, once they are gone, the
+        remaining tasks are cancelled and the lifecycle hooks awaited.
+        """
+        loop = self.loop
+        deadline = None if timeout is None else loop.time() + timeout
+        engines = list(self.engines)
+        for engine in engines:  # no new work while running RPCs finish; requests wait unread
+            engine.pause_reading(PAUSE_SHUTDOWN)
+        if self.rpc_tasks:
+            await asyncio.wait(list(self.rpc_tasks), timeout=timeout)
+        for engine in engines:
+            engine.resume_reading(PAUSE_SHUTDOWN)  # to read the clients' close frames
+            engine.close(WSCloseCode.GOING_AWAY, b"Server is shutting down.")
+        if engines:
+            remaining = None if deadline is None else max(0.0, deadline - loop.time())
+            waits = [asyncio.ensure_future(e.transport.wait_disconnected()) for e in engines]
+            _done, late = await asyncio.wait(waits, timeout=remaining if remaining else 1.0)
+            for engine in engines:
+                if not engine.transport.is_disconnected:
+                    engine.transport.disconnect(False)
+            for waiter in late:
+                waiter.cancel()
+        cancelled = [*self.rpc_tasks, *self.stream_tasks]
+        for task in cancelled:
+            task.cancel()
+        if cancelled:  # let them unwind (finally blocks, replies) before the loop may end
+            await asyncio.wait(cancelled, timeout=5.0)
+        lifecycle = list(self.lifecycle_tasks)
+        if lifecycle:
+            await asyncio.wait(lifecycle, timeout=5.0)
 
 
-class ServerListener(WSListener):  # noqa: F405
-    """picows listener of one server-side connection."""
+class ServerListener(MessageListener):  # noqa: F405
+    """One server-side connection's engine: the picows listener and everything the server
+    keeps for that connection (reading state, RPCs in flight, queues, outgoing side).
+
+    It owns that state; its :class:`~webshocket.ClientConnection` (``conn``) is the
+    application's facade and asks it through its methods.
+    """
 
     __slots__ = (
-        "_text",
+        "buckets",
         "client_type",
         "conn",
         "connect_task",
         "core",
-        "fragments",
-        "fragments_size",
+        "hub",
+        "inbox",
+        "inflight",
+        "is_open",
+        "max_subscribed_channels",
+        "packet_qsize",
+        "paused",
         "pending",
+        "queue",
         "ready",
+        "receiving",
+        "remote",
+        "sink",
+        "streams",
+        "transport",
     )
 
     def __init__(self, core: ServerCore, client_type: ClientType) -> None:
+        config = core.config
+        super().__init__(config.max_message_size)
         self.core = core
+        self.hub = core.hub
         self.client_type = client_type
-        self.conn: ClientConnection[Any] | None = None
-        self.fragments: list[bytes] | None = None
-        self.fragments_size = 0
-        self.ready = False
-        self.pending: list[bytes] = []
+        self.packet_qsize = config.packet_qsize
+        self.max_subscribed_channels = config.max_subscribed_channels
+        self.transport: Any = None  # picows WSTransport, once connected
+        self.sink: _fanout.Sink | None = None
+        # The facade, made once connected (the engine is never used before on_ws_connected).
+        self.conn: ClientConnection[Any] = None  # type: ignore[assignment]
+        self.is_open = False
+        self.streams: dict[str, asyncio.Task[Any] | None] = {}  # streaming RPCs: running, or queued (None)
+        self.buckets: dict[str, TokenBucket] | None = None  # rate limits: method -> bucket
+        self.inflight = 0  # RPCs running or queued
+        self.paused = 0  # bit set of reasons reading is paused (PAUSE_*)
+        self.inbox: deque[Packet[Any]] | None = None  # packets waiting for on_receive
+        self.receiving = False  # an on_receive drain task is running
+        self.queue: asyncio.Queue[Any] | None = None  # packets waiting for recv()
+        self.remote: tuple[str, int] | None = None
+        self.ready = False  # on_connect has returned: messages are dispatched
+        self.pending: list[bytes] = []  # messages that arrived while on_connect ran
         self.connect_task: asyncio.Task[Any] | None = None
-        self._text = False
+
+    # ------------------------------------------------------------------ picows callbacks
 
     def on_ws_connected(self, transport: picows.WSTransport) -> None:
-        server = self.core.server
-        conn: ClientConnection[Any] = ClientConnection(
+        core = self.core
+        config = core.config
+        self.transport = transport
+        sink = _fanout.Sink(
             transport,
-            self.core.handler,
-            self.client_type,
-            server._packet_qsize,
-            server._max_subscribed_channels,
+            self.client_type is ClientType.GENERIC,
+            config.max_send_buffer,
+            config.slow_consumer_policy == "drop",
+            core.flusher,
+            core.stats,
+            self.close_slow_consumer,
         )
-        self.conn = conn
-        self.core.connected(self, conn)
+        self.sink = sink
+        self.is_open = True
+        self.conn = ClientConnection(self, sink)
+        core.connected(self)
 
     def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
         if self.conn is not None:
-            self.core.disconnected(self, self.conn)
+            self.core.disconnected(self)
 
     def pause_writing(self) -> None:
         """The outgoing buffer went above ``max_send_buffer``."""
-        if self.conn is not None:
-            self.conn._sink.blocked = True
+        if self.sink is not None:
+            self.sink.blocked = True
 
     def resume_writing(self) -> None:
         """The outgoing buffer drained below its low-water mark."""
-        if self.conn is not None:
-            self.conn._sink.blocked = False
+        if self.sink is not None:
+            self.sink.blocked = False
 
-    def _fail(self, transport: picows.WSTransport, code: WSCloseCode, reason: bytes) -> None:
-        self.fragments = None
-        self.pending = []
-        if self.conn is not None:
-            self.conn.close(code, reason)
+    # ------------------------------------------------------------------ for the facade
+
+    def remote_address(self) -> tuple[str, int]:
+        """``(host, port)`` of the client."""
+        remote = self.remote
+        if remote is None:
+            remote = self.remote = self.transport.underlying_transport.get_extra_info("peername")
+        return remote
+
+    def push(self, payload: bytes, chunk_size: int = DEFAULT_CHUNK_SIZE) -> bool:
+        """Send an encoded pushed packet; False if the slow-consumer policy refused it."""
+        sink = self.sink
+        assert sink is not None
+        if chunk_size == DEFAULT_CHUNK_SIZE:
+            if not sink.push(frame(payload)):
+                return False
         else:
-            transport.send_close(code, reason)
-            transport.disconnect()
-
-    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
-        msg_type = frame.msg_type
-        if frame.rsv1 or frame.rsv2 or frame.rsv3:
-            self._fail(transport, WSCloseCode.PROTOCOL_ERROR, b"Reserved bits set without a negotiated extension")
-            return
-        if msg_type is _BINARY or msg_type is _TEXT:
-            if self.fragments is not None:
-                self._fail(transport, WSCloseCode.PROTOCOL_ERROR, b"New message before the fragmented one ended")
-                return
-            if frame.fin:
-                payload = frame.get_payload_as_bytes()
-                if msg_type is _TEXT and not _valid_utf8(payload):
-                    self._fail(transport, WSCloseCode.INVALID_TEXT, b"Invalid UTF-8 in a text message")
-                    return
-                self.message(payload)
-            else:
-                self.fragments = [frame.get_payload_as_bytes()]
-                self.fragments_size = frame.payload_size
-                self._text = msg_type is _TEXT
-                self._check_size(transport)
-        elif msg_type is _CONTINUATION:
-            fragments = self.fragments
-            if fragments is None:
-                self._fail(transport, WSCloseCode.PROTOCOL_ERROR, b"Continuation frame without a message")
-                return
-            fragments.append(frame.get_payload_as_bytes())
-            self.fragments_size += frame.payload_size
-            if not self._check_size(transport):
-                return
-            if frame.fin:
-                self.fragments = None
-                payload = b"".join(fragments)
-                if self._text and not _valid_utf8(payload):
-                    self._fail(transport, WSCloseCode.INVALID_TEXT, b"Invalid UTF-8 in a text message")
-                    return
-                self.message(payload)
-        elif msg_type is _PING:  # answered here (not by picows) so that its reserved bits were checked
-            transport.send_pong(frame.get_payload_as_bytes())
-        elif msg_type is _CLOSE:
-            code, reason = close_reply(frame)
-            if self.conn is not None:
-                self.conn._sink.flush()  # replies already queued go before our close frame
-                self.conn._mark_closed()
-            if not transport.is_close_frame_sent:
-                transport.send_close(code, reason)
-            transport.disconnect()
-
-    def _check_size(self, transport: picows.WSTransport) -> bool:
-        if self.fragments_size > self.core.max_message_size:
-            self._fail(transport, WSCloseCode.MESSAGE_TOO_BIG, b"Message too big")
-            return False
+            if not sink.admit(len(payload)):
+                return False
+            sink.flush()
+            write_message(self.transport, payload, chunk_size)
+        sink.stats["deliveries"] += 1
         return True
 
-    def message(self, payload: bytes) -> None:
+    def close(self, code: WSCloseCode | int = 1000, reason: bytes = b"") -> None:
+        """Close the connection (queued replies go first)."""
+        if not self.is_open:
+            return
+        sink = self.sink
+        if sink is not None:
+            sink.flush()
+        self.mark_closed()
+        transport = self.transport
+        if not transport.is_close_frame_sent:
+            transport.send_close(WSCloseCode(code), reason)
+        transport.disconnect()
+
+    def close_slow_consumer(self) -> None:
+        self.close(CLOSE_SLOW_CONSUMER, b"Slow consumer: outgoing buffer full")
+
+    def mark_closed(self) -> None:
+        """No more sending: the connection is closing or gone."""
+        self.is_open = False
+        if self.sink is not None:
+            self.sink.open = False
+
+    def pause_reading(self, reason: int) -> None:
+        paused = self.paused
+        self.paused = paused | reason
+        if not paused and self.is_open:
+            self.transport.underlying_transport.pause_reading()
+
+    def resume_reading(self, reason: int) -> None:
+        paused = self.paused
+        if not paused & reason:
+            return
+        self.paused = paused & ~reason
+        if paused == reason and self.is_open:
+            self.transport.underlying_transport.resume_reading()
+
+    def enqueue(self, packet: Packet[Any]) -> None:
+        """Queue a packet for ``recv()``; pause reading while the queue is full."""
+        queue = self.queue
+        if queue is None:
+            queue = self.queue = asyncio.Queue()
+        queue.put_nowait(packet)
+        if queue.qsize() >= self.packet_qsize:
+            self.pause_reading(PAUSE_QUEUE)
+
+    async def recv(self, timeout: float | None) -> Packet[Any]:
+        """Next queued packet of this connection (see ``ClientConnection.recv``)."""
+        queue = self.queue
+        if queue is None:
+            queue = self.queue = asyncio.Queue()
+        if queue.empty() and not self.is_open:
+            raise ConnectionClosedError("Cannot receive data: client is not connected.")
+        try:
+            if timeout is None:
+                packet = await queue.get()
+            else:
+                packet = await asyncio.wait_for(queue.get(), timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise ReceiveTimeoutError(f"Receive operation timed out after {timeout} seconds.") from None
+        if packet is _CLOSED:
+            queue.put_nowait(_CLOSED)  # keep waking later callers
+            raise ConnectionClosedError("Connection closed.")
+        if self.paused & PAUSE_QUEUE and queue.qsize() <= self.packet_qsize // 2:
+            self.resume_reading(PAUSE_QUEUE)
+        return packet  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ incoming frames
+
+    def fail(self, transport: picows.WSTransport, code: WSCloseCode, reason: bytes) -> None:
+        """The client broke the protocol: close with ``code`` (replies already queued go first)."""
+        self.fragments = None
+        self.pending = []
+        if self.is_open:
+            self.close(code, reason)
+        else:
+            MessageListener.fail(self, transport, code, reason)  # noqa: F405
+
+    def on_close_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        """The client closes: replies already queued go before our close frame."""
+        if self.sink is not None:
+            self.sink.flush()
+        self.mark_closed()
+        MessageListener.on_close_frame(self, transport, frame)  # noqa: F405
+
+    def on_message(self, payload: bytes) -> None:
         """One complete message arrived."""
-        if self.conn is None or self.conn.connection_state is not _CONNECTED:
+        if not self.is_open:
             return  # closing: nothing after a close frame is processed
         if not self.ready:
             self.pending.append(payload)
@@ -507,40 +651,18 @@ class ServerListener(WSListener):  # noqa: F405
         self.dispatch(payload)
 
     def dispatch(self, payload: bytes) -> None:
-        conn = self.conn
-        assert conn is not None
-        packet = decode_packet(payload, conn._json)
+        sink = self.sink
+        assert sink is not None
+        as_json = sink.as_json
+        packet = decode_packet(payload, as_json)
         rpc = packet.rpc
         if packet.source is _RPC and type(rpc) is RPCRequest:
-            self.core.call(conn, rpc)
+            self.core.call(self, rpc)
             return
         if packet.data is payload and packet.source is _UNKNOWN:  # not a valid packet
-            call_id = salvage_call_id(payload, conn._json)
+            call_id = salvage_call_id(payload, as_json)
             if call_id is not None:  # a malformed RPC request: answer it
-                reply(conn, call_id, INVALID_REQUEST, _INVALID_PARAMS, False, True)
+                reply(self, call_id, INVALID_REQUEST, _INVALID_PARAMS, False, True)
                 return
-            _logger.debug("Invalid packet from %s (%d bytes)", conn.remote_address, len(payload))
-        self.core.receive(conn, packet)
-
-
-def valid_close_code(code: int) -> bool:
-    """A close code a peer may send (RFC 6455 7.4, with the registered 1012-1014)."""
-    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
-
-
-def close_reply(frame: picows.WSFrame) -> tuple[WSCloseCode, bytes]:
-    """The close frame that answers ``frame``: its code echoed, 1000 if it had none, 1002 if invalid."""
-    if frame.payload_size == 0:
-        return WSCloseCode.OK, b""
-    code = frame.get_close_code()
-    if not valid_close_code(code.value if isinstance(code, WSCloseCode) else int(code)):
-        return WSCloseCode.PROTOCOL_ERROR, b"Invalid close code"
-    return code, frame.get_close_message()
-
-
-def _valid_utf8(payload: bytes) -> bool:
-    try:
-        payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+            _logger.debug("Invalid packet from %s (%d bytes)", self.remote_address(), len(payload))
+        self.core.receive(self, packet)

@@ -1,4 +1,10 @@
-"""Pure-Python token bucket (twin of the compiled ``_ratelimit_c``)."""
+# cython: annotation_typing=False
+"""Token bucket (pure twin of the compiled ``_ratelimit_c``, built from this file).
+
+The state is four floats (C doubles when compiled: ``_speedups/webshocket/_ratelimit_c.pxd``);
+:meth:`TokenBucket.allow` reads ``time.monotonic()``, so ``allow_at(time.monotonic())``
+and ``allow()`` can be mixed.
+"""
 
 from __future__ import annotations
 
@@ -14,15 +20,16 @@ class TokenBucket:
     left and says whether it did.
     """
 
-    __slots__ = ("_rate", "_stamp", "_tokens", "limit", "period")
+    __slots__ = ("_limit", "_rate", "_stamp", "_tokens", "limit", "period")
 
     def __init__(self, limit: int, period: float) -> None:
         if limit < 1 or not period > 0:
             raise ValueError("TokenBucket needs limit >= 1 and period > 0")
         self.limit = limit
         self.period = float(period)
+        self._limit = float(limit)
         self._rate = limit / self.period
-        self._tokens = float(limit)
+        self._tokens = self._limit
         self._stamp = monotonic()
 
     def allow(self) -> bool:
@@ -34,7 +41,7 @@ class TokenBucket:
         elapsed = now - self._stamp
         if elapsed > 0:
             tokens = self._tokens + elapsed * self._rate
-            self._tokens = tokens if tokens < self.limit else float(self.limit)
+            self._tokens = tokens if tokens < self._limit else self._limit
             self._stamp = now
         if self._tokens >= 1.0:
             self._tokens -= 1.0

@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from . import predicate as predicates
+from .predicate import predicate_from_spec, predicate_spec
 
 if TYPE_CHECKING:
-    from .handler import WebSocketHandler
     from .typing import RPC_Predicate
 
 __all__ = ["Backplane", "BackplaneBridge", "MemoryBackplane", "MemoryHub", "predicate_from_spec", "predicate_spec"]
@@ -39,6 +38,7 @@ KIND_BROADCAST = 1
 KIND_CHANNEL = 2
 
 Deliver = Callable[[bytes], None]
+DeliverRemote = Callable[[bool, "str | None", bytes, "RPC_Predicate | None"], None]
 
 
 class Backplane(ABC):
@@ -79,59 +79,18 @@ class Backplane(ABC):
         return True
 
 
-# --------------------------------------------------------------------------- predicates as data
-
-
-def predicate_spec(predicate: RPC_Predicate | None) -> Any:
-    """A msgpack-able description of a predicate built from Has/Is/IsEqual/Any/All.
-
-    Raises:
-        TypeError: the predicate is another callable, which cannot cross the backplane.
-    """
-    if predicate is None:
-        return None
-    if isinstance(predicate, predicates.Has):
-        return ["has", predicate.key]
-    if isinstance(predicate, predicates.Is):
-        return ["is", predicate.key]
-    if isinstance(predicate, predicates.IsEqual):
-        return ["eq", predicate.key, predicate.value]
-    if isinstance(predicate, predicates.Any):
-        return ["any", [predicate_spec(p) for p in predicate.predicates]]
-    if isinstance(predicate, predicates.All):
-        return ["all", [predicate_spec(p) for p in predicate.predicates]]
-    raise TypeError(
-        f"predicate {predicate!r} cannot cross the backplane to other nodes: build it from "
-        "webshocket.Has, Is, IsEqual, Any and All"
-    )
-
-
-def predicate_from_spec(spec: Any) -> RPC_Predicate | None:
-    """Rebuild a predicate from :func:`predicate_spec` output."""
-    if spec is None:
-        return None
-    kind = spec[0]
-    if kind == "has":
-        return predicates.Has(spec[1])
-    if kind == "is":
-        return predicates.Is(spec[1])
-    if kind == "eq":
-        return predicates.IsEqual(spec[1], spec[2])
-    if kind == "any":
-        return predicates.Any(*(predicate_from_spec(p) for p in spec[1]))  # type: ignore[arg-type]
-    if kind == "all":
-        return predicates.All(*(predicate_from_spec(p) for p in spec[1]))  # type: ignore[arg-type]
-    raise ValueError(f"unknown predicate kind {kind!r}")
-
-
 # --------------------------------------------------------------------------- the node's side
 
 
 class BackplaneBridge:
-    """Connects one server's handler to a backplane: envelopes out, deliveries in."""
+    """Connects one server to a backplane: envelopes out, deliveries in.
 
-    def __init__(self, handler: WebSocketHandler[Any], backplane: Backplane) -> None:
-        self.handler = handler
+    ``deliver_remote(broadcast, channel, packet, predicate)`` fans out what arrives
+    from other nodes to this node's clients (:meth:`webshocket.hub.Hub.deliver_remote`).
+    """
+
+    def __init__(self, deliver_remote: DeliverRemote, backplane: Backplane) -> None:
+        self.deliver_remote = deliver_remote
         self.backplane = backplane
         self.node_id = os.urandom(8)
         self._seq = 0
@@ -180,7 +139,7 @@ class BackplaneBridge:
             _logger.warning("Dropped an invalid backplane message (%d bytes): %s", len(envelope), exc)
             return
         self.received += 1
-        self.handler._deliver_remote(kind == KIND_BROADCAST, channel, packet, predicate)
+        self.deliver_remote(kind == KIND_BROADCAST, channel, packet, predicate)
 
 
 # --------------------------------------------------------------------------- in-process backplane

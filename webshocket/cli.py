@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
+from .constant import DEFAULT_MAX_MESSAGE_SIZE
 
 __all__ = ["load_handler", "main"]
 
@@ -127,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--keyfile", default=None, help="TLS private key (PEM), if not in --certfile")
     serve.add_argument("--max-connection", type=int, default=None, help="refuse clients beyond this many")
     serve.add_argument(
-        "--max-message-size", type=int, default=1024 * 1024, help="largest message in bytes (default: %(default)s)"
+        "--max-message-size",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE_SIZE,
+        help="largest message in bytes (default: %(default)s)",
     )
     serve.add_argument("--max-subscribed-channels", type=int, default=None, help="subscriptions per connection")
     serve.add_argument(

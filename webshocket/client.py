@@ -11,12 +11,11 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from picows import WSCloseCode, WSError, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from picows import WSCloseCode, WSError, WSFrame, WSTransport, ws_connect
 
 from ._codec import decode_packet, encode_packet, encode_push, encode_request
-from ._listener import close_reply
-from .connection import write_message
-from .constant import DEFAULT_WEBSHOCKET_SUBPROTOCOL
+from ._framing import MessageListener, write_message
+from .constant import DEFAULT_CLIENT_MAX_MESSAGE_SIZE, DEFAULT_WEBSHOCKET_SUBPROTOCOL
 from .enum import ConnectionState, PacketSource, RPCErrorCode
 from .exceptions import (
     ConnectionClosedError,
@@ -37,41 +36,34 @@ _RPC = PacketSource.RPC
 _CLOSED = object()
 
 
-class _ClientListener(WSListener):
-    __slots__ = ("client", "fragments")
+class _ClientListener(MessageListener):
+    """The client's side of one connection: checked messages in (the server's frame layer),
+    the close code the server sent, and the transport once connected."""
 
-    def __init__(self, client: WebSocketClient) -> None:
-        self.client = client
-        self.fragments: list[bytes] | None = None
+    def __init__(
+        self,
+        max_message_size: int,
+        on_message: Callable[[bytes], None],
+        on_gone: Callable[[_ClientListener], None],
+    ) -> None:
+        super().__init__(max_message_size)
+        self.deliver = on_message
+        self.gone = on_gone
+        self.transport: WSTransport | None = None
+        self.close_code: WSCloseCode | int | None = None
 
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        msg_type = frame.msg_type
-        if msg_type is WSMsgType.BINARY or msg_type is WSMsgType.TEXT:
-            if frame.fin:
-                self.client._on_message(frame.get_payload_as_bytes())
-            else:
-                self.fragments = [frame.get_payload_as_bytes()]
-        elif msg_type is WSMsgType.CONTINUATION:
-            if self.fragments is None:
-                transport.send_close(WSCloseCode.PROTOCOL_ERROR, b"Continuation frame without a message")
-                transport.disconnect()
-                return
-            self.fragments.append(frame.get_payload_as_bytes())
-            if frame.fin:
-                payload = b"".join(self.fragments)
-                self.fragments = None
-                self.client._on_message(payload)
-        elif msg_type is WSMsgType.CLOSE:
-            self.client._close_code = frame.get_close_code() if frame.payload_size else WSCloseCode.OK
-            if not transport.is_close_frame_sent:
-                transport.send_close(*close_reply(frame))
-            transport.disconnect()
+    def on_message(self, payload: bytes) -> None:
+        self.deliver(payload)
+
+    def on_close_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        self.close_code = frame.get_close_code() if frame.payload_size else WSCloseCode.OK
+        super().on_close_frame(transport, frame)
 
     def on_ws_connected(self, transport: WSTransport) -> None:
-        self.client._transport = transport
+        self.transport = transport
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self.client._on_disconnected(transport)
+        self.gone(self)
 
 
 class WebSocketClient:
@@ -98,7 +90,7 @@ class WebSocketClient:
         *,
         ssl_context: ssl.SSLContext | None = None,
         max_packet_qsize: int = 128,
-        max_message_size: int = 64 * 1024 * 1024,
+        max_message_size: int = DEFAULT_CLIENT_MAX_MESSAGE_SIZE,
     ) -> None:
         parts = urlsplit(uri)
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
@@ -118,7 +110,7 @@ class WebSocketClient:
         self._inbox: list[Packet[Any]] = []
         self._receiving = False
         self._receive_task: asyncio.Task[None] | None = None
-        self._close_code: WSCloseCode | None = None
+        self._listener: _ClientListener | None = None  # the current connection's listener
 
     # ------------------------------------------------------------------ connecting
 
@@ -127,19 +119,19 @@ class WebSocketClient:
             await self.close()
         self.state = ConnectionState.CONNECTING
         # Fresh per-connection buffers, before the first frame can arrive.
-        self._close_code = None
         self._packet_queue = asyncio.Queue()
         self._paused = False
         headers = {"Sec-WebSocket-Protocol": DEFAULT_WEBSHOCKET_SUBPROTOCOL}
         headers.update(kwargs.pop("extra_headers", None) or {})
         kwargs.setdefault("max_frame_size", self.max_message_size)
         try:
-            transport, _listener = await ws_connect(
-                lambda: _ClientListener(self),
+            transport, listener = await ws_connect(
+                lambda: _ClientListener(self.max_message_size, self._on_message, self._on_gone),
                 self.uri,
                 ssl_context=self.ssl_context,
                 extra_headers=headers,
                 enable_auto_ping=True,
+                enable_auto_pong=False,  # the frame layer answers pings after checking them
                 logger_name="webshocket.client.picows",
                 **kwargs,
             )
@@ -152,7 +144,9 @@ class WebSocketClient:
         if transport.is_disconnected:  # the peer hung up during the handshake
             self.state = ConnectionState.DISCONNECTED
             raise ConnectionFailedError(f"Could not connect to {self.uri}: connection closed during the handshake")
+        assert isinstance(listener, _ClientListener)
         self._transport = transport
+        self._listener = listener
         self.state = ConnectionState.CONNECTED
         self.logger.info("Successfully connected to %s", self.uri)
 
@@ -189,6 +183,12 @@ class WebSocketClient:
                     await asyncio.sleep(delay)
         self.state = ConnectionState.DISCONNECTED
         raise ConnectionFailedError(f"All {attempts} connection attempts to {self.uri} failed: {last}") from last
+
+    @property
+    def close_code(self) -> WSCloseCode | int | None:
+        """The close code the server sent when it closed the connection (None until then)."""
+        listener = self._listener
+        return None if listener is None else listener.close_code
 
     @property
     def is_connected(self) -> bool:
@@ -239,13 +239,13 @@ class WebSocketClient:
         finally:
             self._receiving = False
 
-    def _on_disconnected(self, transport: WSTransport) -> None:
-        if transport is not self._transport:
+    def _on_gone(self, listener: _ClientListener) -> None:
+        if listener is not self._listener or self._transport is None:
             return
         self._transport = None
         if self.state is ConnectionState.CONNECTED:
             self.state = ConnectionState.DISCONNECTED
-        error = ConnectionClosedError(f"Connection to {self.uri} closed (code {self._close_code}).")
+        error = ConnectionClosedError(f"Connection to {self.uri} closed (code {listener.close_code}).")
         pending, self._pending = self._pending, {}
         for future in pending.values():
             if not future.done():
@@ -380,7 +380,8 @@ class WebSocketClient:
                 await asyncio.wait_for(transport.wait_disconnected(), 5.0)
             except (asyncio.TimeoutError, TimeoutError):
                 transport.disconnect(False)
-            self._on_disconnected(transport)
+            if self._listener is not None:
+                self._on_gone(self._listener)
         task = self._receive_task
         if task is not None and not task.done() and task is not asyncio.current_task():
             await asyncio.wait([task], timeout=5.0)

@@ -1,66 +1,79 @@
-"""Server-side view of one connected client."""
+"""Server-side view of one connected client: the application's facade.
+
+A :class:`ClientConnection` carries the connection's session state and the calls
+an application makes (send, receive, subscribe, close). Everything the engine
+keeps per connection (reading, RPCs in flight, queues, framing) belongs to the
+connection's engine, which the server owns; the facade only asks it.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from uuid import UUID, uuid4
 
-from picows import WSCloseCode, WSMsgType, WSTransport
+from picows import WSCloseCode
 
-from ._codec import encode_packet, encode_push, frame
-from ._fanout import CLOSE_SLOW_CONSUMER, Sink
+from ._codec import encode_packet, encode_push
+from ._fanout import Endpoint, Sink
 from .constant import DEFAULT_CHUNK_SIZE
 from .enum import ClientType, ConnectionState, PacketSource
-from .exceptions import ConnectionClosedError, ReceiveTimeoutError, SubscriptionLimitError
+from .exceptions import ConnectionClosedError
 from .packets import Packet
 
-if TYPE_CHECKING:
-    from .handler import WebSocketHandler
-    from .ratelimit import TokenBucket
-
-__all__ = ["ClientConnection"]
+__all__ = ["ClientConnection", "Engine", "queue_for_recv"]
 
 TState = TypeVar("TState")
-_MISSING = object()
-_CLOSED = object()  # wakes recv() when the connection goes away
 _logger = logging.getLogger("webshocket.connection")
 _CUSTOM = int(PacketSource.CUSTOM)
-_PAUSE_QUEUE = 1  # reading paused: recv() queue full
-PAUSE_SHUTDOWN = 4  # reading paused: the server is shutting down
-_BINARY = WSMsgType.BINARY
-_CONTINUATION = WSMsgType.CONTINUATION
+_CONNECTED = ConnectionState.CONNECTED
+_CLOSED = ConnectionState.CLOSED
 
 
-def write_message(transport: WSTransport, payload: bytes | bytearray, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
-    """Send ``payload`` as one binary message, fragmented into ``chunk_size`` frames."""
-    size = len(payload)
-    if size <= chunk_size:
-        transport.send(_BINARY, payload)
-        return
-    view = memoryview(payload)
-    transport.send(_BINARY, view[:chunk_size], False)
-    offset = chunk_size
-    while size - offset > chunk_size:
-        transport.send(_CONTINUATION, view[offset : offset + chunk_size], False)
-        offset += chunk_size
-    transport.send(_CONTINUATION, view[offset:], True)
+class Subscriptions(Protocol):
+    """Who subscribes to what (the server's :class:`~webshocket.hub.Hub`), as a connection uses it."""
+
+    def subscribe(self, client: Any, channel: str | Iterable[str]) -> None: ...
+
+    def unsubscribe(self, client: Any, channel: str | Iterable[str]) -> None: ...
+
+    def subscriptions_of(self, client: Any) -> set[str]: ...
 
 
-def channel_names(channel: str | Iterable[str]) -> list[str]:
-    """Normalise a channel argument (a name or an iterable of names) to a list."""
-    if isinstance(channel, str):
-        return [channel]
-    names = list(channel)
-    for name in names:
-        if not isinstance(name, str):
-            raise TypeError(f"channel names must be str, got {type(name).__name__}")
-    return names
+class Engine(Protocol):
+    """What a connection's engine (the server's per-connection state) offers its facade."""
+
+    @property
+    def client_type(self) -> ClientType: ...
+
+    @property
+    def is_open(self) -> bool: ...
+
+    @property
+    def hub(self) -> Subscriptions: ...
+
+    @property
+    def packet_qsize(self) -> int: ...
+
+    @property
+    def max_subscribed_channels(self) -> int | None: ...
+
+    @property
+    def transport(self) -> Any: ...
+
+    def remote_address(self) -> tuple[str, int]: ...
+
+    def push(self, payload: bytes, chunk_size: int) -> bool: ...
+
+    def close(self, code: WSCloseCode | int, reason: bytes) -> None: ...
+
+    async def recv(self, timeout: float | None) -> Packet[Any]: ...
+
+    def enqueue(self, packet: Packet[Any]) -> None: ...
 
 
-class ClientConnection(Generic[TState]):
+class ClientConnection(Endpoint, Generic[TState]):
     """One connected client, as the server's handler sees it.
 
     Attribute and item access read and write the connection's session state,
@@ -70,6 +83,9 @@ class ClientConnection(Generic[TState]):
         connection["username"]        # "alice"
         connection.session_state      # {"username": "alice"}
 
+    The attributes below are the connection's own and read-only: assigning to one
+    raises :class:`AttributeError` (pick another name for a session value).
+
     Attributes:
         client_type: FRAMEWORK (msgpack) or GENERIC (JSON).
         connection_state: CONNECTED until the client goes away, then CLOSED.
@@ -78,142 +94,79 @@ class ClientConnection(Generic[TState]):
         max_subscribed_channels: subscription limit (0 or None: unlimited).
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_active_stream",
-        "_handler",
-        "_inbox",
-        "_inflight",
-        "_json",
-        "_packet_queue",
-        "_paused",
-        "_protocol",
-        "_rate_buckets",
-        "_receiving",
-        "_remote_address",
-        "_sink",
-        "_subscribed_channels",
-        "client_type",
-        "connection_state",
-        "logger",
-        "max_subscribed_channels",
-        "packet_qsize",
-        "session_state",
-        "uid",
-    )
+    __slots__ = ("__dict__", "__weakref__", "_engine", "_uid")
 
-    if TYPE_CHECKING:
-        _protocol: WSTransport
-        _handler: WebSocketHandler[Any]
-        _json: bool
-        _active_stream: dict[str, asyncio.Task[Any]]
-        _rate_buckets: dict[str, TokenBucket]
-        _subscribed_channels: set[str]
-        _packet_queue: asyncio.Queue[Any]
-        _inbox: list[Packet[Any]]
-        _receiving: bool
-        _paused: int
-        _inflight: int
-        _sink: Sink
-        client_type: ClientType
-        connection_state: ConnectionState
-        session_state: dict[str, Any]
-        uid: UUID
-        logger: logging.Logger
-        max_subscribed_channels: int | None
-        packet_qsize: int
+    logger: ClassVar[logging.Logger] = _logger
 
-    def __init__(
-        self,
-        websocket_protocol: WSTransport,
-        handler: WebSocketHandler[Any],
-        client_type: ClientType = ClientType.FRAMEWORK,
-        packet_qsize: int = 512,
-        max_subscribed_channels: int | None = 5,
-    ) -> None:
-        init = object.__setattr__
-        init(self, "_protocol", websocket_protocol)
-        init(self, "_handler", handler)
-        init(self, "_json", client_type is ClientType.GENERIC)
-        init(self, "_active_stream", {})
-        init(self, "_rate_buckets", {})
-        init(self, "_subscribed_channels", set())
-        init(self, "_packet_queue", None)
-        init(self, "_inbox", [])
-        init(self, "_receiving", False)
-        init(self, "_paused", 0)  # bit set of reasons reading is paused
-        init(self, "_inflight", 0)  # RPCs of this connection running or queued
-        sink = Sink(websocket_protocol, client_type is ClientType.GENERIC)
-        sink.on_slow = self._close_slow_consumer
-        init(self, "_sink", sink)  # the outgoing side: write coalescing, slow-consumer policy
-        init(self, "client_type", client_type)
-        init(self, "connection_state", ConnectionState.CONNECTED)
-        init(self, "session_state", {})
-        init(self, "uid", uuid4())
-        init(self, "logger", _logger)
-        init(self, "max_subscribed_channels", max_subscribed_channels)
-        init(self, "packet_qsize", packet_qsize)
+    def __init__(self, engine: Engine, sink: Sink) -> None:
+        super().__init__(sink)
+        self._engine = engine
+        self._uid: UUID | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _OWN_NAMES:
+            raise AttributeError(
+                f"ClientConnection.{name} is read-only: it is the connection's own, not session state "
+                f"(use another name, or connection[{name!r}] = ... to keep a session value of that name)"
+            )
+        super().__setattr__(name, value)
 
     # ------------------------------------------------------------------ info
 
     @property
+    def session_state(self) -> dict[str, Any]:
+        """The per-connection state: every attribute assigned to the connection."""
+        return self.__dict__
+
+    @property
+    def client_type(self) -> ClientType:
+        """FRAMEWORK (msgpack dialect) or GENERIC (JSON dialect)."""
+        return self._engine.client_type
+
+    @property
+    def connection_state(self) -> ConnectionState:
+        """CONNECTED until the connection closes, then CLOSED."""
+        return _CONNECTED if self._engine.is_open else _CLOSED
+
+    @property
+    def is_connected(self) -> bool:
+        """True until the connection is closed."""
+        return self._engine.is_open
+
+    @property
+    def uid(self) -> UUID:
+        """A unique id of this connection."""
+        uid = self._uid
+        if uid is None:
+            uid = self._uid = uuid4()
+        return uid
+
+    @property
     def remote_address(self) -> tuple[str, int]:
         """``(host, port)`` of the client."""
-        try:
-            return self._remote_address  # type: ignore[no-any-return]
-        except AttributeError:
-            address = self._protocol.underlying_transport.get_extra_info("peername")
-            object.__setattr__(self, "_remote_address", address)
-            return address  # type: ignore[no-any-return]
+        return self._engine.remote_address()
+
+    @property
+    def max_subscribed_channels(self) -> int | None:
+        """Channels and patterns this connection may subscribe to (0 or None: no limit)."""
+        return self._engine.max_subscribed_channels
+
+    @property
+    def packet_qsize(self) -> int:
+        """Packets queued for :meth:`recv` before the server stops reading from this client."""
+        return self._engine.packet_qsize
 
     @property
     def subscribed_channel(self) -> set[str]:
         """A copy of the channels and patterns this connection is subscribed to."""
-        return set(self._subscribed_channels)
+        return self._engine.hub.subscriptions_of(self)
 
     @property
     def dropped_packets(self) -> int:
         """Pushed packets dropped because this client read too slowly (policy ``"drop"``)."""
         return self._sink.dropped
 
-    @property
-    def is_connected(self) -> bool:
-        """True until the connection is closed."""
-        return self.connection_state is ConnectionState.CONNECTED
-
     # ------------------------------------------------------------------ sending
-
-    def _push(self, payload: bytes, chunk_size: int = DEFAULT_CHUNK_SIZE) -> bool:
-        """Send an encoded pushed packet (``send``); False if the slow-consumer policy refused it."""
-        if chunk_size == DEFAULT_CHUNK_SIZE:
-            return self._sink.push(frame(payload))
-        if not self._sink.admit(len(payload)):
-            return False
-        self._sink.flush()
-        write_message(self._protocol, payload, chunk_size)
-        return True
-
-    def _close_slow_consumer(self) -> None:
-        self.close(CLOSE_SLOW_CONSUMER, b"Slow consumer: outgoing buffer full")
-
-    def _mark_closed(self) -> None:
-        """No more sending: the connection is closing or gone."""
-        object.__setattr__(self, "connection_state", ConnectionState.CLOSED)
-        self._sink.open = False
-
-    def _pause_reading(self, reason: int) -> None:
-        paused = self._paused
-        object.__setattr__(self, "_paused", paused | reason)
-        if not paused and self.connection_state is ConnectionState.CONNECTED:
-            self._protocol.underlying_transport.pause_reading()
-
-    def _resume_reading(self, reason: int) -> None:
-        paused = self._paused
-        if not paused & reason:
-            return
-        object.__setattr__(self, "_paused", paused & ~reason)
-        if paused == reason and self.connection_state is ConnectionState.CONNECTED:
-            self._protocol.underlying_transport.resume_reading()
 
     def send(self, data: Any, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
         """Send ``data`` to this client as a CUSTOM packet (or send a :class:`Packet` as is).
@@ -221,30 +174,17 @@ class ClientConnection(Generic[TState]):
         Raises:
             ConnectionClosedError: the connection is closed.
         """
-        if self.connection_state is not ConnectionState.CONNECTED:
+        engine = self._engine
+        if not engine.is_open:
             raise ConnectionClosedError("Cannot send data: client is not connected.")
+        as_json = self._sink.as_json
         if isinstance(data, Packet):
-            payload = encode_packet(data, self._json)
+            payload = encode_packet(data, as_json)
         else:
-            payload = encode_push(_CUSTOM, data, None, self._json)
-        if self._push(payload, chunk_size):
-            self._sink.stats["deliveries"] += 1
+            payload = encode_push(_CUSTOM, data, None, as_json)
+        engine.push(payload, chunk_size)
 
     # ------------------------------------------------------------------ receiving
-
-    def _queue(self) -> asyncio.Queue[Any]:
-        queue = self._packet_queue
-        if queue is None:
-            queue = asyncio.Queue()
-            object.__setattr__(self, "_packet_queue", queue)
-        return queue
-
-    def _enqueue_packet(self, packet: Any) -> None:
-        """Queue a packet for :meth:`recv`; pause reading while the queue is full."""
-        queue = self._queue()
-        queue.put_nowait(packet)
-        if queue.qsize() >= self.packet_qsize and packet is not _CLOSED:
-            self._pause_reading(_PAUSE_QUEUE)
 
     async def recv(self, timeout: float | None = 30.0) -> Packet[Any]:
         """Next packet from this client (when the handler queues them: ``DefaultWebSocketHandler``).
@@ -253,28 +193,13 @@ class ClientConnection(Generic[TState]):
             ConnectionClosedError: the connection is closed and nothing is queued.
             ReceiveTimeoutError: nothing arrived within ``timeout`` seconds.
         """
-        queue = self._queue()
-        if queue.empty() and self.connection_state is not ConnectionState.CONNECTED:
-            raise ConnectionClosedError("Cannot receive data: client is not connected.")
-        try:
-            if timeout is None:
-                packet = await queue.get()
-            else:
-                packet = await asyncio.wait_for(queue.get(), timeout)
-        except (asyncio.TimeoutError, TimeoutError):
-            raise ReceiveTimeoutError(f"Receive operation timed out after {timeout} seconds.") from None
-        if packet is _CLOSED:
-            queue.put_nowait(_CLOSED)  # keep waking later callers
-            raise ConnectionClosedError("Connection closed.")
-        if self._paused & _PAUSE_QUEUE and queue.qsize() <= self.packet_qsize // 2:
-            self._resume_reading(_PAUSE_QUEUE)
-        return packet  # type: ignore[no-any-return]
+        return await self._engine.recv(timeout)
 
     async def __aiter__(self) -> AsyncIterator[Packet[Any]]:
         """Iterate over received packets until the connection closes."""
         while True:
             try:
-                yield await self.recv(timeout=None)
+                yield await self._engine.recv(None)
             except ConnectionClosedError:
                 return
 
@@ -286,75 +211,51 @@ class ClientConnection(Generic[TState]):
         Returns True. Raises :class:`SubscriptionLimitError` (and subscribes to
         none of them) when that would exceed ``max_subscribed_channels``.
         """
-        self._handler.subscribe(self, channel)
+        self._engine.hub.subscribe(self, channel)
         return True
 
     def unsubscribe(self, channel: str | Iterable[str]) -> None:
         """Leave one or more channels or patterns."""
-        self._handler.unsubscribe(self, channel)
-
-    def _check_subscription_limit(self, names: list[str]) -> None:
-        limit = self.max_subscribed_channels
-        if not limit:
-            return
-        new = {name for name in names if name not in self._subscribed_channels}
-        if len(self._subscribed_channels) + len(new) > limit:
-            raise SubscriptionLimitError(
-                f"Subscription limit reached: a connection may subscribe to at most {limit} channels "
-                f"(has {len(self._subscribed_channels)}, asked for {len(new)} more)."
-            )
+        self._engine.hub.unsubscribe(self, channel)
 
     # ------------------------------------------------------------------ lifecycle
 
     def close(self, code: WSCloseCode | int = WSCloseCode.OK, reason: bytes | str = b"") -> None:
         """Close the connection with ``code`` (default 1000)."""
-        if self.connection_state is not ConnectionState.CONNECTED:
-            return
-        self._sink.flush()
-        self._mark_closed()
-        transport = self._protocol
-        if isinstance(reason, str):
-            reason = reason.encode()
-        if not transport.is_close_frame_sent:
-            transport.send_close(WSCloseCode(code) if isinstance(code, int) else code, reason)
-        transport.disconnect()
+        self._engine.close(code, reason.encode() if isinstance(reason, str) else reason)
 
     # ------------------------------------------------------------------ session state
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        self.session_state[name] = value
-
     def __getattr__(self, name: str) -> Any:
+        # Only reached when the name is neither the connection's own nor in the session state.
         if name.startswith("__"):
             raise AttributeError(name)
-        value = self.session_state.get(name, _MISSING)
-        if value is not _MISSING:
-            return value
-        value = getattr(self._protocol, name, _MISSING)
+        # 0.5.x looked the name up on the picows transport next (``connection.request``, ...).
+        value = getattr(self._engine.transport, name, _MISSING)
         if value is not _MISSING:
             return value
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name: str) -> None:
         try:
-            del self.session_state[name]
+            del self.__dict__[name]
         except KeyError:
             raise AttributeError(name) from None
 
     def __setitem__(self, name: str, value: Any) -> None:
-        self.session_state[name] = value
+        self.__dict__[name] = value
 
     def __getitem__(self, name: str) -> Any:
         try:
-            return self.session_state[name]
+            return self.__dict__[name]
         except KeyError:
             raise KeyError(name) from None
 
     def __delitem__(self, name: str) -> None:
-        del self.session_state[name]
+        del self.__dict__[name]
 
     def __contains__(self, name: object) -> bool:
-        return name in self.session_state
+        return name in self.__dict__
 
     __hash__ = object.__hash__
 
@@ -366,3 +267,13 @@ class ClientConnection(Generic[TState]):
             f"<{type(self).__name__}(uid={self.uid}, remote_address={self.remote_address!r}, "
             f"session_state={self.session_state!r})>"
         )
+
+
+_MISSING = object()
+_OWN_NAMES = frozenset(name for name in dir(ClientConnection) if not name.startswith("_"))
+"""Public names of the class: assigning to one is a mistake, not session state."""
+
+
+def queue_for_recv(connection: ClientConnection[Any], packet: Packet[Any]) -> None:
+    """Queue ``packet`` for ``connection.recv()`` (what ``DefaultWebSocketHandler.on_receive`` does)."""
+    connection._engine.enqueue(packet)

@@ -9,6 +9,9 @@ DEFAULT_WEBSHOCKET_SUBPROTOCOL = "webshocket.v1"
 DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
 """Largest message (after reassembly) the server accepts; above it, close 1009."""
 
+DEFAULT_CLIENT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+"""Largest message (after reassembly) the client accepts; above it, close 1009."""
+
 DEFAULT_MAX_SEND_BUFFER = 1024 * 1024
 """Outgoing bytes buffered per connection above which pushes count as going to a slow consumer."""
 

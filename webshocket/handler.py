@@ -6,39 +6,18 @@ import inspect
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._fanout import Outgoing, fan_out
-from .backplane import predicate_spec
-from .channels import ChannelIndex, is_pattern
-from .connection import channel_names
-from .enum import ConnectionState, PacketSource
-from .exceptions import PacketError
+from .connection import queue_for_recv
+from .hub import STAT_NAMES, Hub
 from .packets import Packet
 from .rpc import never_suspends
 from .typing import RPC_Function, RPC_Predicate, RPCMethod, SessionState
 
 if TYPE_CHECKING:
-    from .backplane import BackplaneBridge
     from .connection import ClientConnection
 
-__all__ = ["STAT_NAMES", "DefaultWebSocketHandler", "WebSocketHandler"]
-
-STAT_NAMES = (
-    "connections_opened",
-    "connections_closed",
-    "rpc_calls",
-    "rpc_errors",
-    "rate_limited",
-    "publishes",
-    "broadcasts",
-    "deliveries",
-    "dropped",
-    "slow_consumer_disconnects",
-)
-"""Counters a server keeps (``server.stats``; ``server.metrics()`` adds gauges)."""
+__all__ = ["STAT_NAMES", "DefaultWebSocketHandler", "WebSocketHandler", "hub_of"]
 
 TState = TypeVar("TState", bound=SessionState)
-_CHANNEL = int(PacketSource.CHANNEL)
-_BROADCAST = int(PacketSource.BROADCAST)
 
 
 def _rpc_method_of(func: Any) -> RPCMethod:
@@ -49,6 +28,11 @@ def _rpc_method_of(func: Any) -> RPCMethod:
         is_stream=getattr(func, "_is_stream", False),
         inline=never_suspends(func),
     )
+
+
+def hub_of(handler: WebSocketHandler[Any]) -> Hub:
+    """The :class:`~webshocket.hub.Hub` a handler works through (for the server that runs it)."""
+    return handler._hub
 
 
 class WebSocketHandler(Generic[TState]):
@@ -71,17 +55,26 @@ class WebSocketHandler(Generic[TState]):
     """
 
     def __init__(self) -> None:
-        self.clients: set[ClientConnection[Any]] = set()
-        self._index = ChannelIndex()
-        self.channels: dict[str, set[ClientConnection[Any]]] = self._index.channels
-        self.patterns: dict[str, set[ClientConnection[Any]]] = self._index.patterns
-        self._rpc_methods: dict[str, RPCMethod] = {}
-        self._bridge: BackplaneBridge | None = None  # set by the server when it has a backplane
-        self._stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)  # the server's counters once started
+        self._hub = hub = Hub()
         for name, func in inspect.getmembers(type(self)):
             if getattr(func, "_is_rpc_method", False):
                 bound = getattr(self, name)
-                self._rpc_methods[getattr(func, "_rpc_alias_name", name)] = _rpc_method_of(bound)
+                hub.methods[getattr(func, "_rpc_alias_name", name)] = _rpc_method_of(bound)
+
+    @property
+    def clients(self) -> set[ClientConnection[Any]]:
+        """Every connected client (do not mutate)."""
+        return self._hub.clients
+
+    @property
+    def channels(self) -> dict[str, set[ClientConnection[Any]]]:
+        """Exact channel name -> subscribers (do not mutate)."""
+        return self._hub.index.channels
+
+    @property
+    def patterns(self) -> dict[str, set[ClientConnection[Any]]]:
+        """Glob pattern -> subscribers (do not mutate)."""
+        return self._hub.index.patterns
 
     # ------------------------------------------------------------------ hooks
 
@@ -107,7 +100,7 @@ class WebSocketHandler(Generic[TState]):
         if not getattr(func, "_is_rpc_method", False):
             raise ValueError("Function is a non-RPC method.")
         name = str(alias_name or getattr(func, "_rpc_alias_name", None) or getattr(func, "__name__", repr(func)))
-        self._rpc_methods[name] = _rpc_method_of(func)
+        self._hub.methods[name] = _rpc_method_of(func)
 
     # ------------------------------------------------------------------ channels
 
@@ -117,38 +110,11 @@ class WebSocketHandler(Generic[TState]):
         Raises:
             SubscriptionLimitError: that would exceed the client's ``max_subscribed_channels``.
         """
-        names = channel_names(channel)
-        client._check_subscription_limit(names)
-        if client.connection_state is not ConnectionState.CONNECTED:
-            return
-        own = client._subscribed_channels
-        index = self._index
-        bridge = self._bridge
-        for name in names:
-            if bridge is not None and not self._has_subscribers(name):
-                bridge.subscribed(name)
-            index.add(client, name)
-            own.add(name)
+        self._hub.subscribe(client, channel)
 
     def unsubscribe(self, client: ClientConnection[Any], channel: str | Iterable[str]) -> None:
         """Unsubscribe ``client`` from one or more channels or patterns."""
-        own = client._subscribed_channels
-        for name in channel_names(channel):
-            self._discard(client, name)
-            own.discard(name)
-
-    def _unsubscribe_all(self, client: ClientConnection[Any]) -> None:
-        own = client._subscribed_channels
-        for name in own:
-            self._discard(client, name)
-        own.clear()
-
-    def _discard(self, client: ClientConnection[Any], name: str) -> None:
-        if self._index.discard(client, name) and self._bridge is not None and not self._has_subscribers(name):
-            self._bridge.unsubscribed(name)
-
-    def _has_subscribers(self, name: str) -> bool:
-        return name in (self._index.patterns if is_pattern(name) else self._index.channels)
+        self._hub.unsubscribe(client, channel)
 
     async def sync_subscriptions(self, timeout: float | None = 5.0) -> bool:
         """Wait until the backplane carries this node's subscriptions made so far.
@@ -157,13 +123,14 @@ class WebSocketHandler(Generic[TState]):
         await this to be sure publishes from other nodes already reach it. Without a
         backplane it returns True at once.
         """
-        if self._bridge is None:
+        bridge = self._hub.bridge
+        if bridge is None:
             return True
-        return await self._bridge.backplane.sync(timeout)
+        return await bridge.backplane.sync(timeout)
 
     def subscribers(self, channel: str) -> Collection[ClientConnection[Any]]:
         """Clients subscribed to ``channel`` exactly or by pattern, each once (do not mutate)."""
-        return self._index.subscribers(channel)
+        return self._hub.index.subscribers(channel)
 
     # ------------------------------------------------------------------ fan-out
 
@@ -185,20 +152,7 @@ class WebSocketHandler(Generic[TState]):
             exclude: clients (of this node) not to send to.
             predicate: only clients for which it returns True get it.
         """
-        packet = data if isinstance(data, Packet) else None
-        if packet is not None and packet.source != PacketSource.CHANNEL:
-            raise PacketError("Cannot publish non-channel packet.")
-        excluded = _as_set(exclude)
-        bridge = self._bridge
-        spec = predicate_spec(predicate) if bridge is not None else None  # fails before sending anything
-        for name in dict.fromkeys(channel_names(channel)):
-            out = Outgoing(_CHANNEL, data, name, packet)
-            recipients = self._index.subscribers(name)
-            if recipients:
-                self._stats["deliveries"] += fan_out(recipients, out, excluded, predicate)
-            self._stats["publishes"] += 1
-            if bridge is not None:
-                bridge.publish(name, out.encoded(False), spec)
+        self._hub.publish(channel, data, exclude, predicate)
 
     def broadcast(
         self,
@@ -217,38 +171,7 @@ class WebSocketHandler(Generic[TState]):
             predicate: only clients for which it returns True get it.
             **kwargs: extra :class:`Packet` fields (``correlation_id``, ``timestamp``).
         """
-        packet = data if isinstance(data, Packet) else None
-        if packet is None and kwargs:
-            packet = Packet(PacketSource.BROADCAST, data, **kwargs)
-        if packet is not None and packet.source != PacketSource.BROADCAST:
-            raise PacketError("Cannot broadcast non-broadcast packet.")
-        bridge = self._bridge
-        spec = predicate_spec(predicate) if bridge is not None else None  # fails before sending anything
-        out = Outgoing(_BROADCAST, data, None, packet)
-        if self.clients:
-            self._stats["deliveries"] += fan_out(self.clients, out, _as_set(exclude), predicate)
-        self._stats["broadcasts"] += 1
-        if bridge is not None:
-            bridge.publish(None, out.encoded(False), spec)
-
-    def _deliver_remote(
-        self, broadcast: bool, channel: str | None, packet: bytes, predicate: RPC_Predicate | None
-    ) -> None:
-        """A publish or broadcast from another node (its msgpack packet) for this node's clients."""
-        if broadcast:
-            recipients: Collection[ClientConnection[Any]] = self.clients
-        elif channel is not None:
-            recipients = self._index.subscribers(channel)
-        else:
-            return
-        if recipients:
-            self._stats["deliveries"] += fan_out(recipients, Outgoing.from_msgpack(packet), (), predicate)
-
-
-def _as_set(exclude: Iterable[Any] | None) -> Collection[Any]:
-    if not exclude:
-        return ()
-    return exclude if isinstance(exclude, (set, frozenset)) else set(exclude)
+        self._hub.broadcast(data, exclude, predicate, **kwargs)
 
 
 class DefaultWebSocketHandler(WebSocketHandler[Any]):
@@ -256,4 +179,4 @@ class DefaultWebSocketHandler(WebSocketHandler[Any]):
     and new connections for ``server.accept()``."""
 
     async def on_receive(self, connection: ClientConnection[Any], packet: Packet[Any]) -> None:
-        connection._enqueue_packet(packet)
+        queue_for_recv(connection, packet)

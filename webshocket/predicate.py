@@ -91,3 +91,49 @@ class All:
 
     def __repr__(self) -> str:
         return f"All({', '.join(map(repr, self.predicates))})"
+
+
+# --------------------------------------------------------------------------- predicates as data
+# (how a predicate crosses a backplane to other nodes)
+
+
+def predicate_spec(predicate: RPC_Predicate | None) -> _Any:
+    """A msgpack-able description of a predicate built from Has/Is/IsEqual/Any/All.
+
+    Raises:
+        TypeError: the predicate is another callable, which cannot cross the backplane.
+    """
+    if predicate is None:
+        return None
+    if isinstance(predicate, Has):
+        return ["has", predicate.key]
+    if isinstance(predicate, Is):
+        return ["is", predicate.key]
+    if isinstance(predicate, IsEqual):
+        return ["eq", predicate.key, predicate.value]
+    if isinstance(predicate, Any):
+        return ["any", [predicate_spec(p) for p in predicate.predicates]]
+    if isinstance(predicate, All):
+        return ["all", [predicate_spec(p) for p in predicate.predicates]]
+    raise TypeError(
+        f"predicate {predicate!r} cannot cross the backplane to other nodes: build it from "
+        "webshocket.Has, Is, IsEqual, Any and All"
+    )
+
+
+def predicate_from_spec(spec: _Any) -> RPC_Predicate | None:
+    """Rebuild a predicate from :func:`predicate_spec` output."""
+    if spec is None:
+        return None
+    kind = spec[0]
+    if kind == "has":
+        return Has(spec[1])
+    if kind == "is":
+        return Is(spec[1])
+    if kind == "eq":
+        return IsEqual(spec[1], spec[2])
+    if kind == "any":
+        return Any(*(predicate_from_spec(p) for p in spec[1]))  # type: ignore[arg-type]
+    if kind == "all":
+        return All(*(predicate_from_spec(p) for p in spec[1]))  # type: ignore[arg-type]
+    raise ValueError(f"unknown predicate kind {kind!r}")

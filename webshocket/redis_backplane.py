@@ -33,6 +33,7 @@ import math
 import random
 import re
 from collections import deque
+from collections.abc import Awaitable, Callable
 from fnmatch import translate
 from functools import lru_cache
 from typing import Any
@@ -179,6 +180,22 @@ def _safe_url(url: str) -> str:
         return "<redis url>"
 
 
+# redis-py (5.x to 8.x) leaves ConnectionPool.make_connection() and AbstractConnection.connect()
+# unannotated; mypy --strict refuses calls to them (no-untyped-call). These two helpers give them
+# their documented types, which stays valid should redis-py annotate them one day.
+
+
+def _new_connection(pool: ConnectionPool) -> AbstractConnection:
+    """A new, not yet connected connection configured like the pool's."""
+    make_connection: Callable[[], AbstractConnection] = pool.make_connection
+    return make_connection()
+
+
+def _connect(conn: AbstractConnection) -> Awaitable[None]:
+    connect: Callable[[], Awaitable[None]] = conn.connect
+    return connect()
+
+
 class RedisBackplane(Backplane):
     """Backplane over Redis pub/sub (redis.asyncio).
 
@@ -235,7 +252,7 @@ class RedisBackplane(Backplane):
             0,
         )
         self._deliver: Deliver | None = None
-        self._pool: ConnectionPool[Any] | None = None
+        self._pool: ConnectionPool | None = None
         self._pub: AbstractConnection | None = None
         self._sub: AbstractConnection | None = None
         self._connected = False
@@ -444,10 +461,10 @@ class RedisBackplane(Backplane):
         """Connect both connections, subscribe to everything and wait for Redis to confirm."""
         assert self._pool is not None
         loop = asyncio.get_running_loop()
-        self._pub = pub = self._pool.make_connection()
-        self._sub = sub = self._pool.make_connection()
-        await asyncio.wait_for(pub.connect(), self.connect_timeout)
-        await asyncio.wait_for(sub.connect(), self.connect_timeout)
+        self._pub = pub = _new_connection(self._pool)
+        self._sub = sub = _new_connection(self._pool)
+        await asyncio.wait_for(_connect(pub), self.connect_timeout)
+        await asyncio.wait_for(_connect(sub), self.connect_timeout)
         ready: asyncio.Future[bool] = loop.create_future()
         self._applied = set(self._refs)
         self._dirty.clear()

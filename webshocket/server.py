@@ -11,7 +11,6 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from picows import (
-    WSCloseCode,
     WSUpgradeRequest,
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
@@ -21,7 +20,8 @@ from picows import (
 from . import _listener
 from ._loop import run as run_loop
 from .backplane import Backplane, BackplaneBridge, MemoryBackplane
-from .connection import PAUSE_SHUTDOWN, ClientConnection
+from .config import ServerConfig
+from .connection import ClientConnection
 from .constant import (
     DEFAULT_MAX_INFLIGHT_RPCS,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -31,7 +31,7 @@ from .constant import (
 )
 from .enum import ClientType, ServerState
 from .exceptions import WebSocketError
-from .handler import DefaultWebSocketHandler, WebSocketHandler
+from .handler import DefaultWebSocketHandler, WebSocketHandler, hub_of
 
 __all__ = ["WebSocketServer", "make_backplane"]
 
@@ -112,41 +112,58 @@ class WebSocketServer(Generic[H]):
         backplane: str | Backplane | None = None,
         workers: int = 1,
     ) -> None:
-        if rpc_task_limit < 1:
-            raise ValueError("rpc_task_limit must be at least 1")
-        if max_message_size < 1:
-            raise ValueError("max_message_size must be positive")
-        if max_send_buffer < 1:
-            raise ValueError("max_send_buffer must be positive")
-        if slow_consumer_policy not in ("disconnect", "drop"):
-            raise ValueError('slow_consumer_policy must be "disconnect" or "drop"')
         if workers < 1:
             raise ValueError("workers must be at least 1")
-        if max_inflight_rpcs < 2:
-            raise ValueError("max_inflight_rpcs must be at least 2")
+        self.config = ServerConfig(
+            max_connection=max_connection,
+            packet_qsize=packet_qsize,
+            rpc_task_limit=rpc_task_limit,
+            max_subscribed_channels=max_subscribed_channels,
+            max_message_size=max_message_size,
+            max_send_buffer=max_send_buffer,
+            slow_consumer_policy=slow_consumer_policy,
+            max_inflight_rpcs=max_inflight_rpcs,
+        )
         self.logger = logging.getLogger("webshocket.server")
         self.state = ServerState.CLOSED
         self.host = host
         self.port = port
         self.handler: H = clientHandler()
         self.ssl_context = ssl_context
-        self.max_connection = max_connection
-        self.max_message_size = max_message_size
-        self.max_send_buffer = max_send_buffer
-        self.slow_consumer_policy = slow_consumer_policy
-        self.max_inflight_rpcs = max_inflight_rpcs
         self.backplane = make_backplane(backplane)
         self.workers = workers
-        self._bridge: BackplaneBridge | None = None
-        self._packet_qsize = packet_qsize
-        self._rpc_task_limit = rpc_task_limit
-        self._max_subscribed_channels = max_subscribed_channels
+        self._hub = hub_of(self.handler)
         self._server: asyncio.Server | None = None
         self._core: Any = None
         self._accept_queue: asyncio.Queue[ClientConnection[Any]] | None = None
-        self.stats: dict[str, int] = self.handler._stats  # counters, see STAT_NAMES
+        self.stats: dict[str, int] = self._hub.stats  # counters, see STAT_NAMES
 
     # ------------------------------------------------------------------ properties
+
+    @property
+    def max_connection(self) -> int | None:
+        """Clients beyond this many are refused (None: no limit)."""
+        return self.config.max_connection
+
+    @property
+    def max_message_size(self) -> int:
+        """Largest message accepted (bytes)."""
+        return self.config.max_message_size
+
+    @property
+    def max_send_buffer(self) -> int:
+        """Outgoing bytes buffered per connection before it counts as a slow consumer."""
+        return self.config.max_send_buffer
+
+    @property
+    def slow_consumer_policy(self) -> str:
+        """``"disconnect"`` or ``"drop"``."""
+        return self.config.slow_consumer_policy
+
+    @property
+    def max_inflight_rpcs(self) -> int:
+        """RPCs of one connection running or queued before reading from it pauses."""
+        return self.config.max_inflight_rpcs
 
     @property
     def clients(self) -> set[ClientConnection[Any]]:
@@ -167,9 +184,9 @@ class WebSocketServer(Generic[H]):
         core = self._core
         return {
             **self.stats,
-            "connections": len(self.handler.clients),
-            "channels": len(self.handler.channels),
-            "patterns": len(self.handler.patterns),
+            "connections": len(self._hub.clients),
+            "channels": len(self._hub.index.channels),
+            "patterns": len(self._hub.index.patterns),
             "rpc_running": core.running if core is not None else 0,
             "rpc_queued": len(core.waiting) if core is not None else 0,
         }
@@ -186,7 +203,8 @@ class WebSocketServer(Generic[H]):
             return WSUpgradeResponseWithListener(
                 WSUpgradeResponse.create_error_response(503, b"Server is shutting down."), None
             )
-        if self.max_connection is not None and len(self.handler.clients) >= self.max_connection:
+        max_connection = self.config.max_connection
+        if max_connection is not None and len(self._hub.clients) >= max_connection:
             return WSUpgradeResponseWithListener(
                 WSUpgradeResponse.create_error_response(503, b"Server is full, try again later."), None
             )
@@ -199,7 +217,7 @@ class WebSocketServer(Generic[H]):
             )
         return _listener.ServerListener(self._core, ClientType.GENERIC)
 
-    def _on_new_connection(self, conn: ClientConnection[Any]) -> None:
+    def _on_open(self, conn: ClientConnection[Any]) -> None:
         if self._accept_queue is not None:
             self._accept_queue.put_nowait(conn)
         self.logger.info("New connection from %s", conn.remote_address)
@@ -208,13 +226,13 @@ class WebSocketServer(Generic[H]):
         """Bind and start accepting connections (extra kwargs go to picows/asyncio)."""
         if self._server is not None:
             return self
-        self._core = _listener.ServerCore(self)
+        self._core = _listener.ServerCore(self.handler, self._hub, self.config, self._on_open)
         if isinstance(self.handler, DefaultWebSocketHandler):
             self._accept_queue = asyncio.Queue()
-        if self.backplane is not None and self._bridge is None:
-            bridge = BackplaneBridge(self.handler, self.backplane)
+        if self.backplane is not None and self._hub.bridge is None:
+            bridge = BackplaneBridge(self._hub.deliver_remote, self.backplane)
             await bridge.start()  # fails clearly, before accepting anyone, if unreachable
-            self._bridge = self.handler._bridge = bridge
+            self._hub.bridge = bridge
         self.state = ServerState.SERVING
         kwargs.setdefault("read_buffer_init_size", DEFAULT_READ_BUFFER_SIZE)
         try:
@@ -223,7 +241,7 @@ class WebSocketServer(Generic[H]):
                 self.host,
                 self.port,
                 ssl=self.ssl_context,
-                max_frame_size=self.max_message_size,
+                max_frame_size=self.config.max_message_size,
                 enable_auto_ping=True,
                 enable_auto_pong=False,  # the listener answers pings after checking them
                 logger_name="webshocket.server.picows",
@@ -313,37 +331,10 @@ class WebSocketServer(Generic[H]):
         self._server = None
         self.state = ServerState.CLOSED
         server.close()
-        core = self._core
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        clients = list(self.handler.clients)
-        for client in clients:  # no new work while running RPCs finish; requests wait unread
-            client._pause_reading(PAUSE_SHUTDOWN)
-        if core.rpc_tasks:
-            await asyncio.wait(list(core.rpc_tasks), timeout=timeout)
-        for client in clients:
-            client._resume_reading(PAUSE_SHUTDOWN)  # to read the clients' close frames
-            client.close(WSCloseCode.GOING_AWAY, b"Server is shutting down.")
-        if clients:
-            remaining = None if deadline is None else max(0.0, deadline - loop.time())
-            waits = [asyncio.ensure_future(c._protocol.wait_disconnected()) for c in clients]
-            _done, late = await asyncio.wait(waits, timeout=remaining if remaining else 1.0)
-            for client in clients:
-                if not client._protocol.is_disconnected:
-                    client._protocol.disconnect(False)
-            for waiter in late:
-                waiter.cancel()
-        cancelled = [*core.rpc_tasks, *core.stream_tasks]
-        for task in cancelled:
-            task.cancel()
-        if cancelled:  # let them unwind (finally blocks, replies) before the loop may end
-            await asyncio.wait(cancelled, timeout=5.0)
-        lifecycle = list(core.lifecycle_tasks)
-        if lifecycle:
-            await asyncio.wait(lifecycle, timeout=5.0)
-        bridge = self._bridge
+        await self._core.shutdown(timeout)
+        bridge = self._hub.bridge
         if bridge is not None:
-            self._bridge = self.handler._bridge = None
+            self._hub.bridge = None
             await bridge.close()
         try:
             await asyncio.wait_for(server.wait_closed(), 5.0)

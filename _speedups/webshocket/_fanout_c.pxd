@@ -35,6 +35,10 @@ cdef class Sink:
     cpdef flush(self)
 
 
+cdef class Endpoint:
+    cdef readonly Sink _sink
+
+
 cdef class Outgoing:
     cdef public object source
     cdef public object data
@@ -49,5 +53,5 @@ cdef class Outgoing:
     cpdef bytes frames(self, bint as_json)
 
 
-@cython.locals(sink=Sink, sent=Py_ssize_t)
+@cython.locals(client=Endpoint, sink=Sink, sent=Py_ssize_t)
 cpdef Py_ssize_t fan_out(object recipients, Outgoing out, object excluded, object predicate) except -1

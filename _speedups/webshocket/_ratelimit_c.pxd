@@ -1,15 +1,10 @@
-# Declarations of the compiled token bucket (``_speedups/ratelimit.pyx`` -> ``webshocket._ratelimit_c``).
-# Cython finds a module's .pxd by its full name: this file is webshocket/_ratelimit_c.pxd under the include
-# path (setup.py passes include_path=[_speedups]). Other Cython modules:
-# ``from webshocket._ratelimit_c cimport TokenBucket`` and call ``bucket.take_now()`` / ``bucket.take(now)``.
-
+# Augmenting declarations: Cython compiles webshocket/_ratelimit_py.py (through the
+# symlink _ratelimit_c.py) into webshocket._ratelimit_c with these C fields.
 cimport cython
 
 
-cdef double monotonic_now() noexcept nogil
-
-
 @cython.final
+@cython.freelist(64)
 cdef class TokenBucket:
     cdef readonly object limit
     cdef readonly double period
@@ -18,5 +13,5 @@ cdef class TokenBucket:
     cdef double _tokens
     cdef double _stamp
 
-    cdef bint take(self, double now) noexcept
-    cdef bint take_now(self) noexcept
+    cpdef bint allow(self) except -1
+    cpdef bint allow_at(self, double now) except -1

@@ -22,6 +22,8 @@ OURS = "ours"
 PURE = "ours-pure"
 THEIRS = "webshocket-0.5.2"
 RAW = "raw-picows"
+BASE = "baseline"
+BASE_PURE = "baseline-pure"
 REDIS1 = "ours-redis"
 REDIS2 = "ours-2w-redis"
 SCALE_OUT = (REDIS1, REDIS2)
@@ -131,6 +133,10 @@ def ratios(data: dict[str, Any]) -> list[dict[str, Any]]:
             ):
                 theirs = median_of(summary, other, key, metric)
                 row[name] = mine / theirs if mine is not None and theirs else None
+            base = median_of(summary, BASE, key, metric)
+            base_pure = median_of(summary, BASE_PURE, key, metric)
+            row["ours/base"] = ours / base if ours is not None and base else None
+            row["pure/base-pure"] = pure / base_pure if pure is not None and base_pure else None
             for name, server in (("redis/ours", REDIS1), ("2w-redis/ours", REDIS2)):  # scale-out vs single process
                 scaled = median_of(summary, server, key, metric)
                 row[name] = scaled / ours if scaled is not None and ours else None
@@ -241,6 +247,22 @@ def markdown(data: dict[str, Any]) -> str:
             f"| {row['label']} | {row['metric_label']} | **{fmt_ratio(row['ours/0.5.2'])}** | "
             f"{fmt_ratio(row['ours/raw'])} | {fmt_ratio(row['pure/0.5.2'])} | {row['better']} |"
         )
+    if any(row["ours/base"] is not None or row["pure/base-pure"] is not None for row in data["ratios"]):
+        lines += [
+            "",
+            "## Before / after",
+            "",
+            f"This tree against the baseline tree `{meta.get('baseline', '?')}` (``--baseline``), same run, "
+            "medians: above 1 is better for rates, below 1 for latency and memory.",
+            "",
+            "| scenario | metric | ours / baseline (compiled) | pure / baseline (pure) | better |",
+            "|---|---|---:|---:|---|",
+        ]
+        for row in data["ratios"]:
+            lines.append(
+                f"| {row['label']} | {row['metric_label']} | **{fmt_ratio(row['ours/base'])}** | "
+                f"{fmt_ratio(row['pure/base-pure'])} | {row['better']} |"
+            )
     lines += scale_out_markdown(data)
     lines += [
         "",
@@ -413,6 +435,11 @@ def summary_text(data: dict[str, Any]) -> str:
             f"  {row['label']:<42} {row['metric_label']:<24} vs 0.5.2 {fmt_ratio(row['ours/0.5.2']):>8}"
             f"   vs raw {fmt_ratio(row['ours/raw']):>8}   ({row['better']} is better)"
         )
+        if row["ours/base"] is not None or row["pure/base-pure"] is not None:
+            lines.append(
+                f"  {'':<42} {'':<24} vs baseline {fmt_ratio(row['ours/base']):>8}"
+                f"   pure vs baseline pure {fmt_ratio(row['pure/base-pure']):>8}"
+            )
     rows = scale_out_rows(data)
     if rows:
         lines.append("")

@@ -60,6 +60,7 @@ class ServerKind:
     workers: int = 1  # worker processes sharing the port (serve_workers when above 1)
     redis: bool = False  # served through a Redis backplane (the runner's redis-server)
     kinds: tuple[str, ...] = ("rpc", "fanout", "memory")  # scenario kinds it runs
+    baseline: bool = False  # ours from the source tree given by --baseline (a before/after comparison)
 
 
 SCALE_OUT_KINDS = ("fanout",)
@@ -85,6 +86,8 @@ SERVERS: dict[str, ServerKind] = {
             kinds=SCALE_OUT_KINDS,
         ),
         ServerKind("ours-pure", "ours (pure Python)", "webshocket_app.py", pure=True),
+        ServerKind("baseline", "baseline (compiled)", "webshocket_app.py", compiled=True, baseline=True),
+        ServerKind("baseline-pure", "baseline (pure Python)", "webshocket_app.py", pure=True, baseline=True),
         ServerKind("webshocket-0.5.2", "webshocket 0.5.2", "webshocket_app.py", venv=True),
         ServerKind("raw-picows", "raw picows", "raw_picows.py"),
     )
@@ -103,6 +106,10 @@ ALIASES = {
     "webshocket-0.5.2": "webshocket-0.5.2",
     "raw": "raw-picows",
     "raw-picows": "raw-picows",
+    "base": "baseline",
+    "baseline": "baseline",
+    "base-pure": "baseline-pure",
+    "baseline-pure": "baseline-pure",
 }
 ALL_SERVERS = "ours,redis,2w-redis,pure,052,raw"
 
@@ -156,7 +163,7 @@ def loadgen_timeout(scenario: Scenario, warmup: float, duration: float) -> float
 
 
 def server_command(
-    kind: ServerKind, venv_python: Path | None, redis_url: str | None = None
+    kind: ServerKind, venv_python: Path | None, redis_url: str | None = None, baseline: Path | None = None
 ) -> tuple[list[str], dict[str, str]]:
     """Interpreter + script (+ scale-out options), and the environment, for ``kind``."""
     script = str(SERVERS_DIR / kind.script)
@@ -169,6 +176,9 @@ def server_command(
     env["PYTHONUNBUFFERED"] = "1"
     if kind.pure:
         env["WEBSHOCKET_NO_EXTENSIONS"] = "1"
+    if kind.baseline:
+        assert baseline is not None
+        env["PYTHONPATH"] = str(baseline)  # its webshocket package comes first
     options: list[str] = []
     if kind.workers > 1:
         options += ["--workers", str(kind.workers)]
@@ -193,9 +203,14 @@ def check_server(kind: ServerKind, info: dict[str, Any]) -> str | None:
         return f"compiled modules loaded in the pure run: {speedups}"
     if kind.venv and info.get("version") != "0.5.2":
         return f"expected webshocket 0.5.2, got {info.get('version')}"
+    if kind.baseline and not str(info.get("file", "")).startswith(str(baseline_tree)):
+        return f"expected the baseline's webshocket from {baseline_tree}, got {info.get('file')!r}"
     if not kind.venv and kind.key.startswith("ours") and info.get("version") != our_version():
         return f"expected our webshocket {our_version()}, got {info.get('version')}"
     return None
+
+
+baseline_tree: Path | None = None  # --baseline
 
 
 def our_version() -> str:
@@ -219,7 +234,9 @@ def run_one(
     if kind.redis and (redis is None or redis.process.poll() is not None):
         record.update(ok=False, errors={"redis-server is not running": 1})
         return record
-    argv, env = server_command(kind, venv_python, redis.url if redis is not None and kind.redis else None)
+    argv, env = server_command(
+        kind, venv_python, redis.url if redis is not None and kind.redis else None, args.baseline
+    )
     port = procs.free_port()
     try:
         server = procs.start_server(argv, port, env=env, cpu=args.server_cpu)
@@ -412,6 +429,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--server-cpu", default="0", help="core of the servers (0)")
     parser.add_argument("--loadgen-cpu", default="1", help="core of the load generator (1)")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib needed)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another source tree of webshocket (e.g. a git worktree of an earlier commit, extensions built "
+        "in place) measured beside this one as the servers 'base' and 'base-pure': before/after in one run",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     defaults: dict[str, Any] = {
@@ -433,6 +456,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     except (KeyError, ValueError) as exc:
         parser.error(f"bad --servers or --subscribers: {exc}")
     args.server_keys = list(dict.fromkeys(keys))
+    if any(SERVERS[k].baseline for k in args.server_keys) and args.baseline is None:
+        parser.error("the servers base and base-pure need --baseline DIR")
+    if args.baseline is not None:
+        args.baseline = args.baseline.resolve()
+        if not (args.baseline / "webshocket" / "__init__.py").exists():
+            parser.error(f"--baseline {args.baseline}: no webshocket package there")
+        global baseline_tree
+        baseline_tree = args.baseline
     if args.repeat < 1 or args.duration <= 0 or args.warmup < 0 or args.idle < 1:
         parser.error("--repeat, --duration and --idle must be positive, --warmup not negative")
     return args
@@ -530,6 +561,7 @@ def main(argv: list[str] | None = None) -> int:
             "started": started.isoformat(timespec="seconds"),
             "wall_s": (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(),
             "command": " ".join(["python -m benchmarks.e2e", *(sys.argv[1:] if argv is None else argv)]),
+            "baseline": str(args.baseline) if args.baseline is not None else None,
             "machine": machine(),
             "settings": {
                 "repeat": args.repeat,

@@ -89,6 +89,7 @@ def base_info() -> dict[str, Any]:
     return {
         "impl": "webshocket",
         "version": webshocket.__version__,
+        "file": webshocket.__file__,
         "speedups": dict(getattr(webshocket, "SPEEDUPS", {})),
         "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
         "python": sys.version.split()[0],

@@ -1,0 +1,1 @@
+../webshocket/_framing_py.py

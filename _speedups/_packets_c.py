@@ -1,0 +1,1 @@
+../webshocket/_packets_py.py

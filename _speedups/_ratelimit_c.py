@@ -1,0 +1,1 @@
+../webshocket/_ratelimit_py.py

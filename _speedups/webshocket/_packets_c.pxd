@@ -1,0 +1,33 @@
+# Augmenting declarations: Cython compiles webshocket/_packets_py.py (through the symlink
+# _packets_c.py) into webshocket._packets_c with these C fields. The compiled codec
+# fills them directly: ``from webshocket._packets_c cimport Packet, RPCRequest, RPCResponse``.
+cimport cython
+
+
+@cython.freelist(64)
+cdef class RPCRequest:
+    cdef public object method
+    cdef public object args
+    cdef public object kwargs
+    cdef public object call_id
+
+
+@cython.freelist(64)
+cdef class RPCResponse:
+    cdef public object call_id
+    cdef public object response
+    cdef public object error
+    cdef public object is_stream
+    cdef public object is_end
+
+
+@cython.freelist(64)
+cdef class Packet:
+    cdef public object source
+    cdef public object data
+    cdef public object rpc
+    cdef public object channel
+    cdef public object timestamp
+    cdef public object correlation_id
+
+    cpdef tuple _values(self)

@@ -1,0 +1,67 @@
+# Type information for _packets_py.py (and the compiled _packets_c, built from it): the
+# classes there carry no annotations so that Cython compiles them with the C field types
+# of _packets_c.pxd; here Packet is generic over its rpc type, as in 0.5.x.
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
+
+from .enum import PacketSource, RPCErrorCode
+
+__all__ = ["Packet", "RPCRequest", "RPCResponse"]
+
+class RPCRequest:
+    method: str
+    args: Sequence[Any]
+    kwargs: dict[str, Any]
+    call_id: str
+    def __init__(
+        self,
+        method: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        call_id: str | None = None,
+    ) -> None: ...
+    def __eq__(self, other: object) -> bool: ...
+
+class RPCResponse:
+    call_id: str
+    response: Any
+    error: RPCErrorCode | None
+    is_stream: bool
+    is_end: bool
+    def __init__(
+        self,
+        call_id: str,
+        response: Any = None,
+        error: RPCErrorCode | None = None,
+        is_stream: bool = False,
+        is_end: bool = False,
+    ) -> None: ...
+    @property
+    def data(self) -> Any: ...
+    @property
+    def rpc(self) -> RPCResponse: ...
+    @property
+    def source(self) -> PacketSource: ...
+    @property
+    def ok(self) -> bool: ...
+    def __eq__(self, other: object) -> bool: ...
+
+RType = TypeVar("RType", RPCRequest, RPCResponse)
+
+class Packet(Generic[RType]):
+    source: PacketSource | int
+    data: Any
+    rpc: RType | None
+    channel: str | None
+    timestamp: float | None
+    correlation_id: str | None
+    def __init__(
+        self,
+        source: PacketSource | int,
+        data: Any = None,
+        rpc: RType | None = None,
+        channel: str | None = None,
+        timestamp: float | None = None,
+        correlation_id: str | None = None,
+    ) -> None: ...
+    def __eq__(self, other: object) -> bool: ...

@@ -1,0 +1,198 @@
+"""What one server knows about its connections, owned in one place.
+
+The :class:`Hub` holds who is connected, who subscribes to which channels and
+patterns (the channel index, and each connection's own list), the RPC method
+table, the counters and the backplane bridge. The handler's public API
+(``publish``, ``broadcast``, ``subscribe``, ``clients``, ``channels``, ...) and the
+engine both work through it; nothing else writes this state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Hashable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ._fanout import Outgoing, fan_out
+from .channels import ChannelIndex, is_pattern
+from .enum import PacketSource
+from .exceptions import PacketError, SubscriptionLimitError
+from .packets import Packet
+from .predicate import predicate_spec
+
+if TYPE_CHECKING:
+    from .backplane import BackplaneBridge
+    from .typing import RPC_Predicate, RPCMethod
+
+__all__ = ["STAT_NAMES", "Hub", "Member", "channel_names"]
+
+STAT_NAMES = (
+    "connections_opened",
+    "connections_closed",
+    "rpc_calls",
+    "rpc_errors",
+    "rate_limited",
+    "publishes",
+    "broadcasts",
+    "deliveries",
+    "dropped",
+    "slow_consumer_disconnects",
+)
+"""Counters a server keeps (``server.stats``; ``server.metrics()`` adds gauges)."""
+
+_CHANNEL = int(PacketSource.CHANNEL)
+_BROADCAST = int(PacketSource.BROADCAST)
+
+
+class Member(Hashable, Protocol):
+    """A connection as the hub sees it (a :class:`~webshocket.ClientConnection`)."""
+
+    @property
+    def is_connected(self) -> bool: ...
+
+    @property
+    def max_subscribed_channels(self) -> int | None: ...
+
+
+def channel_names(channel: str | Iterable[str]) -> list[str]:
+    """Normalise a channel argument (a name or an iterable of names) to a list."""
+    if isinstance(channel, str):
+        return [channel]
+    names = list(channel)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"channel names must be str, got {type(name).__name__}")
+    return names
+
+
+def _as_set(exclude: Iterable[Any] | None) -> Collection[Any]:
+    if not exclude:
+        return ()
+    return exclude if isinstance(exclude, (set, frozenset)) else set(exclude)
+
+
+class Hub:
+    """Connections, subscriptions, RPC methods and counters of one server."""
+
+    __slots__ = ("bridge", "clients", "index", "methods", "stats", "subscriptions")
+
+    def __init__(self) -> None:
+        self.clients: set[Any] = set()
+        self.index = ChannelIndex()
+        self.subscriptions: dict[Any, set[str]] = {}  # connection -> its channels and patterns
+        self.methods: dict[str, RPCMethod] = {}
+        self.stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
+        self.bridge: BackplaneBridge | None = None
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def subscribe(self, client: Member, channel: str | Iterable[str]) -> None:
+        """Subscribe ``client`` to channels or patterns, all or none.
+
+        Raises:
+            SubscriptionLimitError: that would exceed the client's ``max_subscribed_channels``.
+        """
+        names = channel_names(channel)
+        own = self.subscriptions.get(client)
+        limit = client.max_subscribed_channels
+        if limit:
+            have = 0 if own is None else len(own)
+            new = {name for name in names if own is None or name not in own}
+            if have + len(new) > limit:
+                raise SubscriptionLimitError(
+                    f"Subscription limit reached: a connection may subscribe to at most {limit} channels "
+                    f"(has {have}, asked for {len(new)} more)."
+                )
+        if not client.is_connected or not names:
+            return
+        if own is None:
+            own = self.subscriptions[client] = set()
+        index = self.index
+        bridge = self.bridge
+        for name in names:
+            if bridge is not None and not self._has_subscribers(name):
+                bridge.subscribed(name)
+            index.add(client, name)
+            own.add(name)
+
+    def unsubscribe(self, client: Member, channel: str | Iterable[str]) -> None:
+        """Unsubscribe ``client`` from channels or patterns."""
+        own = self.subscriptions.get(client)
+        for name in channel_names(channel):
+            self._discard(client, name)
+            if own is not None:
+                own.discard(name)
+        if own is not None and not own:
+            del self.subscriptions[client]
+
+    def unsubscribe_all(self, client: Member) -> None:
+        """Remove every subscription of ``client`` (it has gone)."""
+        for name in self.subscriptions.pop(client, ()):
+            self._discard(client, name)
+
+    def subscriptions_of(self, client: Member) -> set[str]:
+        """A copy of the channels and patterns ``client`` is subscribed to."""
+        return set(self.subscriptions.get(client, ()))
+
+    def _discard(self, client: Member, name: str) -> None:
+        if self.index.discard(client, name) and self.bridge is not None and not self._has_subscribers(name):
+            self.bridge.unsubscribed(name)
+
+    def _has_subscribers(self, name: str) -> bool:
+        return name in (self.index.patterns if is_pattern(name) else self.index.channels)
+
+    # ------------------------------------------------------------------ fan-out
+
+    def publish(
+        self,
+        channel: str | Iterable[str],
+        data: Any,
+        exclude: Iterable[Any] | None,
+        predicate: RPC_Predicate | None,
+    ) -> None:
+        """Send ``data`` to the subscribers of each channel (here and, with a backplane, on every node)."""
+        packet = data if isinstance(data, Packet) else None
+        if packet is not None and packet.source != PacketSource.CHANNEL:
+            raise PacketError("Cannot publish non-channel packet.")
+        excluded = _as_set(exclude)
+        bridge = self.bridge
+        spec = predicate_spec(predicate) if bridge is not None else None  # fails before sending anything
+        stats = self.stats
+        for name in dict.fromkeys(channel_names(channel)):
+            out = Outgoing(_CHANNEL, data, name, packet)
+            recipients = self.index.subscribers(name)
+            if recipients:
+                stats["deliveries"] += fan_out(recipients, out, excluded, predicate)
+            stats["publishes"] += 1
+            if bridge is not None:
+                bridge.publish(name, out.encoded(False), spec)
+
+    def broadcast(
+        self, data: Any, exclude: Iterable[Any] | None, predicate: RPC_Predicate | None, **fields: Any
+    ) -> None:
+        """Send ``data`` to every client (here and, with a backplane, on every node)."""
+        packet = data if isinstance(data, Packet) else None
+        if packet is None and fields:
+            packet = Packet(PacketSource.BROADCAST, data, **fields)
+        if packet is not None and packet.source != PacketSource.BROADCAST:
+            raise PacketError("Cannot broadcast non-broadcast packet.")
+        bridge = self.bridge
+        spec = predicate_spec(predicate) if bridge is not None else None  # fails before sending anything
+        out = Outgoing(_BROADCAST, data, None, packet)
+        if self.clients:
+            self.stats["deliveries"] += fan_out(self.clients, out, _as_set(exclude), predicate)
+        self.stats["broadcasts"] += 1
+        if bridge is not None:
+            bridge.publish(None, out.encoded(False), spec)
+
+    def deliver_remote(
+        self, broadcast: bool, channel: str | None, packet: bytes, predicate: RPC_Predicate | None
+    ) -> None:
+        """A publish or broadcast from another node (its msgpack packet) for this node's clients."""
+        if broadcast:
+            recipients: Collection[Any] = self.clients
+        elif channel is not None:
+            recipients = self.index.subscribers(channel)
+        else:
+            return
+        if recipients:
+            self.stats["deliveries"] += fan_out(recipients, Outgoing.from_msgpack(packet), (), predicate)
