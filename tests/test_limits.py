@@ -39,6 +39,7 @@ from webshocket import (
     rpc_method,
 )
 from webshocket._fanout import CLOSE_SLOW_CONSUMER
+from webshocket._listener_py import PAUSE_BACKLOG
 from webshocket.constant import DEFAULT_MAX_INFLIGHT_RPCS, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_SEND_BUFFER
 
 Conn = ClientConnection[Any]
@@ -253,7 +254,7 @@ def healthy_subscriber(server: WebSocketServer[Any], seen: list[int]) -> WebSock
 
 
 async def test_slow_consumer_is_disconnected_with_bounded_buffer_while_others_get_everything() -> None:
-    async with running_server(LimitHandler) as server:
+    async with running_server(LimitHandler, slow_consumer_timeout=0) as server:  # 0: cut at max_send_buffer
         seen: list[int] = []
         healthy = healthy_subscriber(server, seen)
         await healthy.connect()
@@ -283,7 +284,7 @@ async def test_slow_consumer_is_disconnected_with_bounded_buffer_while_others_ge
 
 
 async def test_slow_consumer_that_reads_late_sees_its_data_then_close_4008() -> None:
-    async with running_server(LimitHandler, max_send_buffer=256 * 1024) as server:
+    async with running_server(LimitHandler, max_send_buffer=256 * 1024, slow_consumer_timeout=0) as server:
         slow, conn = await raw_subscriber(server, "feed", rcvbuf=4096)
         try:
             slow.pause_reading()
@@ -329,7 +330,8 @@ async def test_drop_policy_keeps_the_connection_counts_drops_and_never_drops_rpc
                     published += 1
                     await asyncio.sleep(0)
                 engine = conn._engine
-                await wait_until(lambda: engine.inflight == 0 and server.stats["rpc_calls"] >= calls + 2, timeout=5)
+                # replies past the cap stop the server reading this client (the rest of the calls wait)
+                await wait_until(lambda: engine.paused & PAUSE_BACKLOG and engine.inflight == 0, timeout=5)
                 assert buffered(conn) > server.max_send_buffer  # every reply was kept, beyond the cap
                 for _ in range(20):  # the buffer now holds megabytes of replies: these are dropped
                     server.publish("feed", {"seq": published, "blob": b"p" * 1024})

@@ -25,12 +25,13 @@ from webshocket import (
     ConnectionFailedError,
     Has,
     IsEqual,
+    PacketSource,
     ReceiveTimeoutError,
     WebSocketClient,
     WebSocketServer,
     rpc_method,
 )
-from webshocket.backplane import predicate_spec
+from webshocket.backplane import ENVELOPE_VERSION, KIND_CHANNEL, MAX_ORIGINS, predicate_spec
 from webshocket.handler import hub_of
 from webshocket.redis_backplane import RedisBackplane, fold_channel, redis_glob
 from webshocket.server import make_backplane
@@ -438,3 +439,41 @@ async def test_unresponsive_redis_is_noticed_by_health_pings() -> None:
     finally:
         await server.close(timeout=2.0)
         own.close()
+
+
+def forged_envelope(origin: bytes, seq: int, channel: str, data: Any) -> bytes:
+    """An envelope as anyone who can PUBLISH to Redis could write it."""
+    packet = msgpack.packb({"source": int(PacketSource.CHANNEL), "data": data, "channel": channel})
+    return msgpack.packb([ENVELOPE_VERSION, origin, seq, KIND_CHANNEL, channel, packet, None], use_bin_type=True)
+
+
+async def test_a_forged_far_future_sequence_does_not_silence_an_origin(
+    local_node: WebSocketServer[NodeHandler],
+) -> None:
+    backplane = local_node.backplane
+    assert isinstance(backplane, RedisBackplane)
+    channel = backplane.redis_channel("seq")
+    async with AsyncExitStack() as stack:
+        client = await joined(await client_of(stack, uri_of(local_node)), "seq")
+        origin = b"node-A.."
+        for seq, data in ((5, "five"), (2**62, "forged"), (6, "six"), (6, "six again"), (7, "seven")):
+            await redis_query(backplane.url, "PUBLISH", channel, forged_envelope(origin, seq, "seq", data))
+        got = [(await client.recv(timeout=5)).data for _ in range(4)]
+        assert got == ["five", "forged", "six", "seven"]  # the repeat of 6 is dropped, 7 is not silenced
+        await assert_silent(client)
+
+
+async def test_the_table_of_origins_is_bounded(local_node: WebSocketServer[NodeHandler]) -> None:
+    backplane = local_node.backplane
+    assert isinstance(backplane, RedisBackplane)
+    bridge = hub_of(local_node.handler).bridge
+    assert bridge is not None
+    channel = backplane.redis_channel("many")
+    async with AsyncExitStack() as stack:
+        client = await joined(await client_of(stack, uri_of(local_node)), "many")
+        count = MAX_ORIGINS + 500
+        for i in range(count):
+            await redis_query(backplane.url, "PUBLISH", channel, forged_envelope(i.to_bytes(8, "big"), 1, "many", i))
+        await wait_until(lambda: bridge.received >= count, timeout=20)
+        assert bridge.origins == MAX_ORIGINS
+        assert (await client.recv(timeout=5)).data == 0

@@ -342,7 +342,9 @@ async def test_concurrent_calls_complete_out_of_order() -> None:
 
 
 async def test_rpc_task_limit_bounds_running_calls() -> None:
-    async with running_server(RPCHandler, rpc_task_limit=2) as server, connected_client(server) as client:
+    # one task of the connection's own reserve, one of the shared pool: two at once
+    options = {"rpc_task_limit": 1, "rpc_task_reserve": 1, "rpc_task_share": 1}
+    async with running_server(RPCHandler, **options) as server, connected_client(server) as client:
         handler = handler_of(server)
         calls = [asyncio.ensure_future(client.send_rpc("gated", i)) for i in range(10)]
         await wait_until(lambda: handler.running == 2, timeout=2.0)

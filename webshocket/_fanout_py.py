@@ -76,6 +76,8 @@ class Sink:
         flusher: Flusher | None = None,
         stats: dict[str, int] | None = None,
         on_slow: Callable[[], None] | None = None,
+        max_backlog: int = 16 * DEFAULT_MAX_SEND_BUFFER,
+        patient: bool = True,
     ) -> None:
         self.transport = transport  # picows WSTransport
         self.as_json = as_json
@@ -90,6 +92,8 @@ class Sink:
         self.dropped = 0
         self.stats = {"dropped": 0, "slow_consumer_disconnects": 0, "deliveries": 0} if stats is None else stats
         self.on_slow = on_slow  # closes the connection (policy "disconnect")
+        self.max_backlog = max_backlog  # hard cap on the bytes held for this connection
+        self.patient = patient  # above max_out, pushes still queue (up to max_backlog) for a while
 
     def queue(self, frames: bytes) -> None:
         """Queue frames for the end of this loop iteration (written at once without a flusher)."""
@@ -114,8 +118,8 @@ class Sink:
         before it is all handled."""
         self.queue(frames)
         out = self.out
-        if out is not None and len(out) >= self.flush_frames:
-            self.flush()
+        if out is not None and (len(out) >= self.flush_frames or self.out_size > self.max_out):
+            self.flush()  # past max_out the transport's high-water mark must see it: backpressure now
 
     def push(self, frames: bytes) -> bool:
         """Queue a pushed packet (send, publish, broadcast); False if the slow-consumer policy refused it.
@@ -128,19 +132,42 @@ class Sink:
         return True
 
     def admit(self, size: int) -> bool:
-        """May a pushed packet of ``size`` bytes go out? If the buffer is full, apply the policy."""
+        """May a pushed packet of ``size`` bytes go out? If the buffer is full, apply the policy.
+
+        Below ``max_out`` everything goes. Above it, policy "drop" drops; policy "disconnect"
+        keeps queueing while the backlog stays under ``max_backlog`` (the engine closes a
+        connection that stays above ``max_out`` too long), and closes at once past it, or at
+        once above ``max_out`` when not ``patient``.
+        """
         if not self.open:
             return False
-        if self.blocked or (self.out is not None and self.out_size + size > self.max_out):
+        if not self.blocked:
+            if self.out is None or self.out_size + size <= self.max_out:
+                return True
+            self.flush()  # the transport's high-water mark decides (pause_writing sets blocked)
+            if not self.blocked:
+                return True
+        if self.drop or not self.patient or self.backlog() + size > self.max_backlog:
             self.slow()
             return False
         return True
+
+    def backlog(self) -> int:
+        """Bytes held for this connection: the transport's write buffer and the frames queued."""
+        queued = self.out_size if self.out is not None else 0
+        return int(self.transport.underlying_transport.get_write_buffer_size()) + queued
 
     def slow(self) -> None:
         """A push found the outgoing buffer full: drop and count it, or close (code 4008)."""
         if self.drop:
             self.dropped += 1
             self.stats["dropped"] += 1
+            return
+        self.cut()
+
+    def cut(self) -> None:
+        """Close the connection as a slow consumer (code 4008), whatever the policy."""
+        if not self.open:
             return
         self.stats["slow_consumer_disconnects"] += 1
         if self.on_slow is not None:

@@ -5,9 +5,9 @@ One layer turns WebSocket frames into messages for both sides: the server's
 connection listener and the client's listener derive from :class:`MessageListener`.
 It checks what RFC 6455 asks of every frame and message (no reserved bits without
 an extension, fragments in order, text is UTF-8, a message no larger than
-``max_message_size``), answers pings after those checks, and answers a close frame
-with the echo of its code. A violation closes the connection with the matching code
-(1002, 1007, 1009). :func:`write_message` is the way out: one message, fragmented
+``max_message_size`` bytes in no more than ``max_frames`` frames), answers pings after
+those checks, and answers a close frame with the echo of its code. A violation closes
+the connection with the matching code (1002, 1007, 1009). :func:`write_message` is the way out: one message, fragmented
 into frames of at most ``chunk_size`` bytes.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import picows
 from picows import WSCloseCode, WSMsgType
 
-from .constant import DEFAULT_CHUNK_SIZE
+from .constant import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_MESSAGE_FRAMES
 
 
 def _probe() -> None:
@@ -44,8 +44,9 @@ class MessageListener(WSListener):  # noqa: F405
     (the peer closes) and :meth:`fail` (the peer broke the protocol).
     """
 
-    def __init__(self, max_message_size: int) -> None:
+    def __init__(self, max_message_size: int, max_frames: int = DEFAULT_MAX_MESSAGE_FRAMES) -> None:
         self.max_message_size = max_message_size
+        self.max_frames = max_frames  # frames one message may take
         self.fragments: list[bytes] | None = None  # parts of a fragmented message, in order
         self.fragments_size = 0
         self.fragments_text = False
@@ -111,6 +112,10 @@ class MessageListener(WSListener):  # noqa: F405
     def _check_size(self, transport: picows.WSTransport) -> bool:
         if self.fragments_size > self.max_message_size:
             self.fail(transport, WSCloseCode.MESSAGE_TOO_BIG, b"Message too big")
+            return False
+        fragments = self.fragments
+        if fragments is not None and len(fragments) > self.max_frames:
+            self.fail(transport, WSCloseCode.MESSAGE_TOO_BIG, b"Message in too many frames")
             return False
         return True
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
+from uuid import uuid4
 
 import picows
 from picows import WSCloseCode
@@ -28,12 +30,14 @@ from .constant import DEFAULT_CHUNK_SIZE
 from .enum import ClientType, PacketSource, RPCErrorCode
 from .exceptions import ConnectionClosedError, ReceiveTimeoutError, RPCError
 from .handler import DefaultWebSocketHandler, WebSocketHandler
+from .limits import KeyedBuckets
 from .packets import Packet, RPCRequest
 from .ratelimit import TokenBucket
 
 if TYPE_CHECKING:
     from .config import ServerConfig
     from .hub import Hub
+    from .typing import RateLimitConfig
 
 
 def _probe() -> None:
@@ -57,13 +61,27 @@ _APPLICATION = int(RPCErrorCode.APPLICATION_ERROR)
 _DENIED = int(RPCErrorCode.ACCESS_DENIED)
 
 PAUSE_QUEUE = 1
-"""Reading paused: the ``recv()`` queue is full."""
+"""Reading paused: the ``recv()`` queue or the ``on_receive`` inbox is full (``packet_qsize``)."""
 PAUSE_INFLIGHT = 2
-"""Reading paused: too many RPCs of this connection in flight."""
+"""Reading paused: too many RPCs of this connection in flight (``max_inflight_rpcs``)."""
 PAUSE_SHUTDOWN = 4
 """Reading paused: the server is shutting down."""
+PAUSE_BACKLOG = 8
+"""Reading paused: more than ``max_send_buffer`` bytes wait to be written to this client."""
+PAUSE_CONNECTING = 16
+"""Reading paused: ``packet_qsize`` messages arrived while ``on_connect`` still runs."""
+
+STREAM_YIELD_EVERY = 16
+"""A stream gives the event loop a turn after this many chunks, even if its generator never waits."""
+SWEEP_INTERVAL = 0.25
+"""Seconds between checks of paused and backlogged connections (gone? slow consumer? over budget?)."""
 
 _CLOSED = object()  # wakes recv() when the connection goes away
+_GONE = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
+
+
+def _pong_received(transport: picows.WSTransport) -> None:
+    transport.notify_user_specific_pong_received()
 
 
 def _overrides(handler: WebSocketHandler[Any], name: str) -> bool:
@@ -73,38 +91,58 @@ def _overrides(handler: WebSocketHandler[Any], name: str) -> bool:
 
 def reply(
     engine: ServerListener, call_id: str, response: Any, error: int | None, is_stream: bool, is_end: bool
-) -> None:
-    """Send one RPC response on ``engine``'s connection (dropped when it has gone)."""
+) -> bool:
+    """Send one RPC response on ``engine``'s connection; False when it could not be encoded
+    (an error reply went instead) or the connection has gone."""
     sink = engine.sink
-    if sink is not None and sink.open:
-        try:
-            frames = response_frame(call_id, response, error, is_stream, is_end, sink.as_json)
-        except (TypeError, ValueError, OverflowError) as exc:
-            _logger.error("Cannot encode the result of call %s: %s", call_id, exc)
-            frames = response_frame(
-                call_id, f"Server error (unserializable result): {exc}", _INTERNAL, is_stream, True, sink.as_json
-            )
+    if sink is None or not sink.open:
+        return False
+    try:
+        frames = response_frame(call_id, response, error, is_stream, is_end, sink.as_json)
+    except Exception as exc:  # unserializable, too deep (RecursionError), ...
+        _logger.error("Cannot encode the result of call %s: %s: %s", call_id, type(exc).__name__, exc)
+        engine.core.stats["encode_errors"] += 1
+        frames = response_frame(
+            call_id,
+            f"Server error (unserializable result): {type(exc).__name__}: {exc}",
+            _INTERNAL,
+            is_stream,
+            True,
+            sink.as_json,
+        )
         sink.send(frames)
+        return False
+    sink.send(frames)
+    return True
 
 
 class _Done:
     """Done-callback of an RPC's task (a small object instead of a closure)."""
 
-    __slots__ = ("call_id", "core", "engine", "is_stream")
+    __slots__ = ("call_id", "core", "engine", "is_stream", "pooled")
 
-    def __init__(self, core: ServerCore, engine: ServerListener, call_id: str, is_stream: bool) -> None:
+    def __init__(self, core: ServerCore, engine: ServerListener, call_id: str, is_stream: bool, pooled: bool) -> None:
         self.core = core
         self.engine = engine
         self.call_id = call_id
         self.is_stream = is_stream
+        self.pooled = pooled
 
     def __call__(self, task: asyncio.Task[Any]) -> None:
-        self.core.done(self.engine, self.call_id, self.is_stream, task)
+        self.core.done(self.engine, self.call_id, self.is_stream, self.pooled, task)
 
 
 class ServerCore:
-    """State shared by every connection of one server: the RPC method table, the bound on
-    RPCs running at once, the tasks it started, the write flusher."""
+    """State shared by every connection of one server: the RPC method table, the task budget
+    and who waits for it, the tasks it started, the write flusher, the sweep of paused and
+    backlogged connections.
+
+    Task budget: each connection may always run ``rpc_task_reserve`` RPC tasks of its own;
+    beyond those, tasks come from a pool of ``rpc_task_limit`` shared by all connections, at
+    most ``rpc_task_share`` per connection. Work that finds no slot waits in its connection's
+    queue, and connections take turns (round robin) as pool slots free: a few connections
+    cannot take the whole budget, and a newcomer is always answered.
+    """
 
     def __init__(
         self,
@@ -119,8 +157,10 @@ class ServerCore:
         self.methods = hub.methods
         self.loop = asyncio.get_running_loop()
         self.task_limit = config.rpc_task_limit
-        self.running = 0
-        self.waiting: deque[tuple[ServerListener, str, Any, bool]] = deque()
+        self.reserve = config.rpc_task_reserve
+        self.share = config.task_share
+        self.pool_used = 0  # tasks of the shared pool running
+        self.ready: deque[ServerListener] = deque()  # connections with work waiting for a pool slot
         self.max_message_size = config.max_message_size
         self.max_inflight = config.max_inflight_rpcs
         self.queue_packets = type(handler).on_receive is DefaultWebSocketHandler.on_receive
@@ -132,7 +172,10 @@ class ServerCore:
         self.stats = hub.stats
         self.flusher = Flusher(self.loop)  # one write per connection per loop iteration
         self.engines: set[ServerListener] = set()  # connections open (accepted, not yet gone)
+        self.watched: set[ServerListener] = set()  # paused or backlogged: checked by the sweep
+        self.sweeping: asyncio.TimerHandle | None = None
         self.on_open = on_open
+        self.keyed = KeyedBuckets()  # rate limits shared by the connections of a key
 
     # ------------------------------------------------------------------ dispatch
 
@@ -140,54 +183,54 @@ class ServerCore:
         """Handle one RPC request of ``engine``'s connection."""
         name = request.method
         call_id = request.call_id
-        self.stats["rpc_calls"] += 1
+        stats = self.stats
+        stats["rpc_calls"] += 1
         method = self.methods.get(name)
         if method is None:
             if name == "__abort__":
                 self.abort(engine, request)
                 return
-            self.stats["rpc_errors"] += 1
+            stats["rpc_errors"] += 1
             reply(engine, call_id, f"RPC method '{name}' not found.", _NOT_FOUND, False, True)
             return
+        if (engine.calls and call_id in engine.calls) or (engine.streams and call_id in engine.streams):
+            stats["rpc_errors"] += 1
+            reply(
+                engine,
+                call_id,
+                f"call_id {call_id!r} is already in flight on this connection.",
+                _INVALID_PARAMS,
+                method.is_stream,
+                True,
+            )
+            return
         conn = engine.conn
+        limit = method.rate_limit
+        if limit is not None and not self.within_limit(engine, name, limit):  # before the access check
+            stats["rpc_errors"] += 1
+            stats["rate_limited"] += 1
+            reply(
+                engine, call_id, f"Rate limit exceeded for RPC method '{name}'.", _RATE_LIMITED, method.is_stream, True
+            )
+            if limit.disconnect_on_limit_exceeded:
+                engine.close(WSCloseCode.TRY_AGAIN_LATER, b"Rate limit exceeded")
+            return
         if method.restricted is not None:
             try:
                 allowed = method.restricted(conn)
             except Exception as exc:
-                _logger.exception("Access predicate of RPC method '%s' raised", name)
-                self.stats["rpc_errors"] += 1
-                reply(engine, call_id, f"Server error ({type(exc).__name__}): {exc}", _INTERNAL, method.is_stream, True)
+                stats["rpc_errors"] += 1
+                text = self.error_text(exc, f"Access predicate of RPC method '{name}' raised")
+                reply(engine, call_id, text, _INTERNAL, method.is_stream, True)
                 return
             if not allowed:
-                self.stats["rpc_errors"] += 1
+                stats["rpc_errors"] += 1
                 reply(engine, call_id, f"Access denied for RPC method '{name}'.", _DENIED, method.is_stream, True)
-                return
-        limit = method.rate_limit
-        if limit is not None:
-            buckets = engine.buckets
-            if buckets is None:
-                buckets = engine.buckets = {}
-            bucket = buckets.get(name)
-            if bucket is None:
-                bucket = buckets[name] = TokenBucket(limit.limit, limit.period)
-            if not bucket.allow():
-                self.stats["rpc_errors"] += 1
-                self.stats["rate_limited"] += 1
-                reply(
-                    engine,
-                    call_id,
-                    f"Rate limit exceeded for RPC method '{name}'.",
-                    _RATE_LIMITED,
-                    method.is_stream,
-                    True,
-                )
-                if limit.disconnect_on_limit_exceeded:
-                    engine.close(WSCloseCode.TRY_AGAIN_LATER, b"Rate limit exceeded")
                 return
         try:
             work = method.func(conn, *request.args, **request.kwargs)
         except TypeError as exc:
-            self.stats["rpc_errors"] += 1
+            stats["rpc_errors"] += 1
             reply(
                 engine,
                 call_id,
@@ -208,15 +251,52 @@ class ServerCore:
                 work.close()
                 self._failed(engine, call_id, RuntimeError("coroutine suspended"))
             return
-        if method.is_stream:
+        is_stream = method.is_stream
+        if is_stream:
             engine.streams[call_id] = None  # queued, not started
+        else:
+            engine.calls[call_id] = None
         engine.inflight += 1
         if engine.inflight == self.max_inflight:
             engine.pause_reading(PAUSE_INFLIGHT)
-        if self.running < self.task_limit:
-            self._start(engine, call_id, work, method.is_stream)
+        if engine.running < self.reserve:
+            self._start(engine, call_id, work, is_stream, False)
+        elif self.pool_used < self.task_limit and engine.running < self.reserve + self.share:
+            self._start(engine, call_id, work, is_stream, True)
         else:
-            self.waiting.append((engine, call_id, work, method.is_stream))
+            queued = engine.queued
+            if queued is None:
+                queued = engine.queued = deque()
+            queued.append((call_id, work, is_stream))
+            if not engine.in_ready and engine.running < self.reserve + self.share:
+                engine.in_ready = True
+                self.ready.append(engine)
+
+    def within_limit(self, engine: ServerListener, name: str, limit: RateLimitConfig) -> bool:
+        """Take a token for a call of ``name``: from the connection's bucket, or its key's."""
+        if limit.limit <= 0:  # 0.5.x: a limit of 0 (or less) refuses every call
+            return False
+        if limit.period <= 0:  # 0.5.x: a window of no time never fills
+            return True
+        key = limit.key
+        if key is not None:
+            if key == "address":
+                value: Any = engine.remote_address()[0]
+            else:
+                try:
+                    value = key(engine.conn)  # type: ignore[operator]
+                except Exception:
+                    _logger.exception("Rate-limit key of RPC method '%s' raised: the call is refused", name)
+                    return False
+            if value is not None:
+                return self.keyed.allow(name, value, limit)
+        buckets = engine.buckets
+        if buckets is None:
+            buckets = engine.buckets = {}
+        bucket = buckets.get(name)
+        if bucket is None:
+            bucket = buckets[name] = TokenBucket(limit.limit, limit.period)
+        return bucket.allow()
 
     def abort(self, engine: ServerListener, request: RPCRequest) -> None:
         """``__abort__``: cancel a running stream of the connection (no reply)."""
@@ -228,8 +308,10 @@ class ServerCore:
                 if task is not None:
                     task.cancel()
 
-    def _start(self, engine: ServerListener, call_id: str, work: Any, is_stream: bool) -> None:
-        self.running += 1
+    def _start(self, engine: ServerListener, call_id: str, work: Any, is_stream: bool, pooled: bool) -> None:
+        engine.running += 1
+        if pooled:
+            self.pool_used += 1
         if is_stream:
             task = self.loop.create_task(self._stream(engine, call_id, work))
             engine.streams[call_id] = task
@@ -238,8 +320,9 @@ class ServerCore:
             # The method's coroutine is the task itself: no wrapper frame, and a task
             # cancelled before it starts closes the coroutine cleanly.
             task = self.loop.create_task(work)
+            engine.calls[call_id] = task
             self.rpc_tasks.add(task)
-        task.add_done_callback(_Done(self, engine, call_id, is_stream))
+        task.add_done_callback(_Done(self, engine, call_id, is_stream, pooled))
 
     def _finish(self, engine: ServerListener) -> None:
         """One RPC of the connection is over (answered, or dropped with its connection)."""
@@ -247,25 +330,50 @@ class ServerCore:
         if engine.inflight == self.max_inflight // 2:
             engine.resume_reading(PAUSE_INFLIGHT)
 
-    def done(self, engine: ServerListener, call_id: str, is_stream: bool, task: asyncio.Task[Any]) -> None:
-        """An RPC's task ended: answer a plain call, then start queued RPCs below the limit."""
-        self.running -= 1
+    def done(
+        self, engine: ServerListener, call_id: str, is_stream: bool, pooled: bool, task: asyncio.Task[Any]
+    ) -> None:
+        """An RPC's task ended: answer a plain call, then give its slot to waiting work."""
+        engine.running -= 1
+        if pooled:
+            self.pool_used -= 1
         self._finish(engine)
         if is_stream:
             self.stream_tasks.discard(task)
         else:
             self.rpc_tasks.discard(task)
+            engine.calls.pop(call_id, None)
             if not task.cancelled():
                 self._answer(engine, call_id, task)
-        waiting = self.waiting
-        while waiting and self.running < self.task_limit:
-            engine, call_id, work, is_stream = waiting.popleft()
-            if not engine.is_open or (is_stream and call_id not in engine.streams):
-                if not is_stream:
-                    work.close()
+        if engine.queued and engine.is_open and engine.running < self.reserve:
+            self._start_next(engine, False)  # its own reserved slot: its own next work
+        self._serve_ready()
+
+    def _start_next(self, engine: ServerListener, pooled: bool) -> bool:
+        """Start the next queued RPC of ``engine`` that is still wanted; False if none was."""
+        queued = engine.queued
+        while queued:
+            call_id, work, is_stream = queued.popleft()
+            if is_stream and call_id not in engine.streams:  # aborted while queued
                 self._finish(engine)
                 continue
-            self._start(engine, call_id, work, is_stream)
+            self._start(engine, call_id, work, is_stream, pooled)
+            return True
+        return False
+
+    def _serve_ready(self) -> None:
+        """Give free pool slots to connections waiting for one, in turn."""
+        ready = self.ready
+        limit = self.reserve + self.share
+        while ready and self.pool_used < self.task_limit:
+            engine = ready.popleft()
+            engine.in_ready = False
+            if not engine.is_open or not engine.queued or engine.running >= limit:
+                continue
+            self._start_next(engine, True)
+            if engine.queued and engine.running < limit:
+                engine.in_ready = True
+                ready.append(engine)
 
     def _answer(self, engine: ServerListener, call_id: str, task: asyncio.Task[Any]) -> None:
         exc = task.exception()
@@ -280,22 +388,43 @@ class ServerCore:
         if isinstance(exc, RPCError):
             reply(engine, call_id, str(exc), _APPLICATION, False, False)
         else:
-            _logger.error("RPC execution failed for call %s", call_id, exc_info=exc)
-            reply(engine, call_id, f"Server error ({type(exc).__name__}): {exc}", _INTERNAL, False, False)
+            text = self.error_text(exc, f"RPC execution failed for call {call_id}")
+            reply(engine, call_id, text, _INTERNAL, False, False)
+
+    def error_text(self, exc: BaseException, what: str) -> str:
+        """Log ``exc`` (with ``what`` happened) and say what the client is told about it.
+
+        ``error_detail="full"`` (0.5.x): ``Server error (Type): message``. ``"minimal"``: the
+        type and a reference id that the log line carries too, so that no secret in the
+        message (a database URL, a path) reaches the client.
+        """
+        if self.config.error_detail == "full":
+            _logger.error("%s", what, exc_info=exc)
+            return f"Server error ({type(exc).__name__}): {exc}"
+        ref = uuid4().hex[:12]
+        _logger.error("%s [ref %s]", what, ref, exc_info=exc)
+        return f"Server error ({type(exc).__name__}) [ref {ref}]"
 
     async def _stream(self, engine: ServerListener, call_id: str, agen: AsyncIterator[Any]) -> None:
         try:
+            count = 0
             async for item in agen:
-                if not engine.is_open:
+                if not engine.is_open or not reply(engine, call_id, item, None, True, False):
                     return
-                reply(engine, call_id, item, None, True, False)
+                if engine.paused & PAUSE_BACKLOG:  # the client reads slower than we produce: wait for it
+                    await engine.writable()
+                count += 1
+                if count == STREAM_YIELD_EVERY:  # a generator that never waits must not hold the loop
+                    count = 0
+                    await asyncio.sleep(0)
             reply(engine, call_id, None, None, True, True)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self.stats["rpc_errors"] += 1
-            _logger.exception("Streaming RPC failed midway (call %s)", call_id)
-            reply(engine, call_id, f"\nStream aborted: {exc}", _INTERNAL, True, True)
+            text = self.error_text(exc, f"Streaming RPC failed midway (call {call_id})")
+            detail = str(exc) if self.config.error_detail == "full" else text
+            reply(engine, call_id, f"\nStream aborted: {detail}", _INTERNAL, True, True)
         finally:
             engine.streams.pop(call_id, None)
             aclose = getattr(agen, "aclose", None)
@@ -316,6 +445,8 @@ class ServerCore:
         if inbox is None:
             inbox = engine.inbox = deque()
         inbox.append(packet)
+        if len(inbox) >= engine.packet_qsize:
+            engine.pause_reading(PAUSE_QUEUE)
         if not engine.receiving:
             engine.receiving = True
             self._track(self.loop.create_task(self._drain(engine)))
@@ -325,9 +456,12 @@ class ServerCore:
         assert inbox is not None
         conn = engine.conn
         on_receive = self.handler.on_receive
+        low = engine.packet_qsize // 2
         try:
             while inbox:
                 packet = inbox.popleft()
+                if engine.paused & PAUSE_QUEUE and len(inbox) <= low:
+                    engine.resume_reading(PAUSE_QUEUE)
                 try:
                     await on_receive(conn, packet)
                 except Exception:
@@ -356,6 +490,8 @@ class ServerCore:
         transport.underlying_transport.set_write_buffer_limits(high=self.config.max_send_buffer)
         clients.add(conn)
         self.engines.add(engine)
+        if engine.client_type is ClientType.GENERIC:
+            self.hub.json_clients += 1
         self.stats["connections_opened"] += 1
         if self.on_open is not None:
             self.on_open(conn)
@@ -371,32 +507,49 @@ class ServerCore:
         except Exception:
             _logger.exception("on_connect raised for %s", engine.remote_address())
         engine.ready = True
-        pending, engine.pending = engine.pending, []
-        for payload in pending:
-            if not engine.is_open:
-                break
-            engine.dispatch(payload)
+        engine.wake_early()
+        engine.resume_reading(PAUSE_CONNECTING)
+        engine.release()
 
     def disconnected(self, engine: ServerListener) -> None:
-        """A connection went away: cancel its streams, wake its readers, forget it."""
+        """A connection went away: cancel every task it started, wake its readers, forget it."""
         conn = engine.conn
         was_client = engine in self.engines
         engine.mark_closed()
-        streams = engine.streams
-        for task in streams.values():
-            if task is not None:
-                task.cancel()
-        streams.clear()
+        self.drop_work(engine)
+        self.watched.discard(engine)
         if engine.queue is not None:
             engine.queue.put_nowait(_CLOSED)
         if not was_client:
             return
         self.engines.discard(engine)
         self.hub.clients.discard(conn)
+        if engine.client_type is ClientType.GENERIC:
+            self.hub.json_clients -= 1
         self.hub.unsubscribe_all(conn)
         self.stats["connections_closed"] += 1
         if self.has_on_disconnect:
             self._track(self.loop.create_task(self._on_disconnect(engine)))
+
+    def drop_work(self, engine: ServerListener) -> None:
+        """The connection closes: cancel every task it started, forget what it queued."""
+        for tasks in (engine.streams, engine.calls):
+            for task in tasks.values():
+                if task is not None:
+                    task.cancel()
+            tasks.clear()
+        queued = engine.queued
+        if queued:
+            for _call_id, work, is_stream in queued:
+                if not is_stream:
+                    work.close()  # never started: close the coroutine
+                self._finish(engine)
+            queued.clear()
+        engine.pending = []
+        if engine.inbox:
+            engine.inbox.clear()
+        engine.wake_writers()
+        engine.wake_early()
 
     async def _on_disconnect(self, engine: ServerListener) -> None:
         connect_task = engine.connect_task
@@ -406,6 +559,61 @@ class ServerCore:
             await self.handler.on_disconnect(engine.conn)
         except Exception:
             _logger.exception("on_disconnect raised for %s", engine.remote_address())
+
+    def queued_count(self) -> int:
+        """RPCs waiting for a task slot, over all connections."""
+        return sum(len(engine.queued) for engine in self.engines if engine.queued)
+
+    # ------------------------------------------------------------------ the sweep
+
+    def watch(self, engine: ServerListener) -> None:
+        """Check ``engine`` on the next sweeps (it is paused or backlogged)."""
+        self.watched.add(engine)
+        if self.sweeping is None:
+            self.sweeping = self.loop.call_later(SWEEP_INTERVAL, self.sweep)
+
+    def sweep(self) -> None:
+        """Every ``SWEEP_INTERVAL`` while some connection is paused or backlogged.
+
+        A paused connection does not read, so the event loop would not notice its client
+        leaving: ask the socket. A connection whose backlog stayed above ``max_send_buffer``
+        for ``slow_consumer_timeout`` is closed as a slow consumer. When the backlogs of all
+        connections together pass ``max_total_send_backlog``, the largest are closed first.
+        """
+        self.sweeping = None
+        now = self.loop.time()
+        timeout = self.config.slow_consumer_timeout
+        backlogged: list[tuple[int, ServerListener]] = []
+        total = 0
+        for engine in list(self.watched):
+            if not engine.is_open or not (engine.paused or engine.blocked_since):
+                self.watched.discard(engine)
+                continue
+            if engine.paused and engine.peer_gone():
+                engine.transport.disconnect(False)  # on_ws_disconnected cleans up
+                self.watched.discard(engine)
+                continue
+            since = engine.blocked_since
+            if since:
+                sink = engine.sink
+                if not sink.drop and now - since >= timeout:
+                    sink.cut()
+                    continue
+                size = sink.backlog()
+                total += size
+                backlogged.append((size, engine))
+        if total > self.config.max_total_send_backlog:
+            backlogged.sort(key=lambda item: item[0], reverse=True)
+            for size, engine in backlogged:
+                if total <= self.config.max_total_send_backlog:
+                    break
+                _logger.warning(
+                    "Closing %s: the send backlogs of all connections passed their budget", engine.remote_address()
+                )
+                engine.sink.cut()
+                total -= size
+        if self.watched:
+            self.sweeping = self.loop.call_later(SWEEP_INTERVAL, self.sweep)
 
     async def shutdown(self, timeout: float | None) -> None:
         """Close every connection gracefully (the server stopped accepting).
@@ -422,8 +630,8 @@ class ServerCore:
         if self.rpc_tasks:
             await asyncio.wait(list(self.rpc_tasks), timeout=timeout)
         for engine in engines:
-            engine.resume_reading(PAUSE_SHUTDOWN)  # to read the clients' close frames
             engine.close(WSCloseCode.GOING_AWAY, b"Server is shutting down.")
+            engine.resume_reading(PAUSE_SHUTDOWN)  # to read the clients' close frames
         if engines:
             remaining = None if deadline is None else max(0.0, deadline - loop.time())
             waits = [asyncio.ensure_future(e.transport.wait_disconnected()) for e in engines]
@@ -433,6 +641,9 @@ class ServerCore:
                     engine.transport.disconnect(False)
             for waiter in late:
                 waiter.cancel()
+        if self.sweeping is not None:
+            self.sweeping.cancel()
+            self.sweeping = None
         cancelled = [*self.rpc_tasks, *self.stream_tasks]
         for task in cancelled:
             task.cancel()
@@ -449,15 +660,26 @@ class ServerListener(MessageListener):  # noqa: F405
 
     It owns that state; its :class:`~webshocket.ClientConnection` (``conn``) is the
     application's facade and asks it through its methods.
+
+    Every queue has a bound, and at the bound reading pauses: RPCs in flight
+    (``max_inflight_rpcs``), packets for ``recv()`` or ``on_receive`` and messages that
+    arrive while ``on_connect`` runs (``packet_qsize``), bytes waiting to be written
+    (``max_send_buffer``). While reading is paused, messages already read are held
+    (``pending``, at most one read's worth) and dispatched in order once it resumes.
     """
 
     __slots__ = (
+        "blocked_since",
         "buckets",
+        "calls",
         "client_type",
         "conn",
         "connect_task",
         "core",
+        "draining",
+        "early",
         "hub",
+        "in_ready",
         "inbox",
         "inflight",
         "is_open",
@@ -466,37 +688,48 @@ class ServerListener(MessageListener):  # noqa: F405
         "paused",
         "pending",
         "queue",
+        "queued",
         "ready",
         "receiving",
         "remote",
+        "running",
         "sink",
         "streams",
         "transport",
+        "writers",
     )
 
     def __init__(self, core: ServerCore, client_type: ClientType) -> None:
         config = core.config
-        super().__init__(config.max_message_size)
+        super().__init__(config.max_message_size, config.max_message_frames)
         self.core = core
         self.hub = core.hub
         self.client_type = client_type
         self.packet_qsize = config.packet_qsize
         self.max_subscribed_channels = config.max_subscribed_channels
         self.transport: Any = None  # picows WSTransport, once connected
-        self.sink: _fanout.Sink | None = None
+        self.sink: _fanout.Sink = None  # type: ignore[assignment]  # made once connected, like conn
         # The facade, made once connected (the engine is never used before on_ws_connected).
         self.conn: ClientConnection[Any] = None  # type: ignore[assignment]
         self.is_open = False
         self.streams: dict[str, asyncio.Task[Any] | None] = {}  # streaming RPCs: running, or queued (None)
+        self.calls: dict[str, asyncio.Task[Any] | None] = {}  # plain RPCs in tasks: running, or queued (None)
+        self.queued: deque[tuple[str, Any, bool]] | None = None  # RPCs waiting for a task slot
+        self.running = 0  # tasks of this connection running
+        self.in_ready = False  # in the core's round of connections waiting for a pool slot
         self.buckets: dict[str, TokenBucket] | None = None  # rate limits: method -> bucket
         self.inflight = 0  # RPCs running or queued
         self.paused = 0  # bit set of reasons reading is paused (PAUSE_*)
+        self.blocked_since = 0.0  # loop time the backlog went above max_send_buffer (0: it is not)
+        self.writers: list[asyncio.Future[None]] | None = None  # streams waiting for the backlog to drain
         self.inbox: deque[Packet[Any]] | None = None  # packets waiting for on_receive
         self.receiving = False  # an on_receive drain task is running
         self.queue: asyncio.Queue[Any] | None = None  # packets waiting for recv()
         self.remote: tuple[str, int] | None = None
         self.ready = False  # on_connect has returned: messages are dispatched
-        self.pending: list[bytes] = []  # messages that arrived while on_connect ran
+        self.pending: list[bytes] = []  # messages read but held (on_connect runs, or reading is paused)
+        self.draining = False  # dispatching held messages
+        self.early: asyncio.Future[None] | None = None  # a recv() in on_connect waits for a message
         self.connect_task: asyncio.Task[Any] | None = None
 
     # ------------------------------------------------------------------ picows callbacks
@@ -513,6 +746,8 @@ class ServerListener(MessageListener):  # noqa: F405
             core.flusher,
             core.stats,
             self.close_slow_consumer,
+            config.max_send_backlog,
+            config.slow_consumer_timeout > 0,
         )
         self.sink = sink
         self.is_open = True
@@ -524,14 +759,30 @@ class ServerListener(MessageListener):  # noqa: F405
             self.core.disconnected(self)
 
     def pause_writing(self) -> None:
-        """The outgoing buffer went above ``max_send_buffer``."""
-        if self.sink is not None:
-            self.sink.blocked = True
+        """The outgoing buffer went above ``max_send_buffer``: stop reading until it drains."""
+        sink = self.sink
+        if sink is not None:
+            sink.blocked = True
+            self.blocked_since = self.core.loop.time()
+            self.pause_reading(PAUSE_BACKLOG)
+            self.core.watch(self)
 
     def resume_writing(self) -> None:
         """The outgoing buffer drained below its low-water mark."""
-        if self.sink is not None:
-            self.sink.blocked = False
+        sink = self.sink
+        if sink is not None:
+            sink.blocked = False
+            self.blocked_since = 0.0
+            self.wake_writers()
+            self.resume_reading(PAUSE_BACKLOG)
+
+    def send_user_specific_ping(self, transport: picows.WSTransport) -> None:
+        """Keep-alive: while we do not read (our own doing), the client's pong could not be
+        seen; the sweep watches the socket instead, so count the client as alive."""
+        if self.paused:  # the auto-ping loop waits for a pong once this returns: give it one then
+            self.core.loop.call_soon(_pong_received, transport)
+        else:
+            transport.send_ping()
 
     # ------------------------------------------------------------------ for the facade
 
@@ -574,16 +825,20 @@ class ServerListener(MessageListener):  # noqa: F405
         self.close(CLOSE_SLOW_CONSUMER, b"Slow consumer: outgoing buffer full")
 
     def mark_closed(self) -> None:
-        """No more sending: the connection is closing or gone."""
+        """No more sending: the connection is closing or gone; the work it started is dropped."""
+        was_open = self.is_open
         self.is_open = False
         if self.sink is not None:
             self.sink.open = False
+        if was_open:
+            self.core.drop_work(self)
 
     def pause_reading(self, reason: int) -> None:
         paused = self.paused
         self.paused = paused | reason
         if not paused and self.is_open:
             self.transport.underlying_transport.pause_reading()
+            self.core.watch(self)
 
     def resume_reading(self, reason: int) -> None:
         paused = self.paused
@@ -592,6 +847,37 @@ class ServerListener(MessageListener):  # noqa: F405
         self.paused = paused & ~reason
         if paused == reason and self.is_open:
             self.transport.underlying_transport.resume_reading()
+            self.release()
+
+    def peer_gone(self) -> bool:
+        """Has the client closed or reset its side? (asked of the socket: we are not reading it)"""
+        sock = self.transport.underlying_transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        try:
+            poller = select.poll()
+            poller.register(sock.fileno(), select.POLLIN | _GONE)
+            return any(events & _GONE for _fd, events in poller.poll(0))
+        except (OSError, ValueError):
+            return True
+
+    async def writable(self) -> None:
+        """Wait until the backlog is back under ``max_send_buffer`` (or the connection has gone)."""
+        if not self.is_open or not self.paused & PAUSE_BACKLOG:
+            return
+        waiter: asyncio.Future[None] = self.core.loop.create_future()
+        if self.writers is None:
+            self.writers = []
+        self.writers.append(waiter)
+        await waiter
+
+    def wake_writers(self) -> None:
+        writers = self.writers
+        if writers:
+            self.writers = None
+            for waiter in writers:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def enqueue(self, packet: Packet[Any]) -> None:
         """Queue a packet for ``recv()``; pause reading while the queue is full."""
@@ -603,7 +889,16 @@ class ServerListener(MessageListener):  # noqa: F405
             self.pause_reading(PAUSE_QUEUE)
 
     async def recv(self, timeout: float | None) -> Packet[Any]:
-        """Next queued packet of this connection (see ``ClientConnection.recv``)."""
+        """Next queued packet of this connection (see ``ClientConnection.recv``).
+
+        While ``on_connect`` runs, messages are held back from dispatching; as in 0.5.x,
+        ``recv()`` then takes the next of them (which is not dispatched again), so a handler
+        can read a client's first message in ``on_connect``.
+        """
+        if not self.ready:
+            early = await self.recv_early(timeout)
+            if early is not None:
+                return early
         queue = self.queue
         if queue is None:
             queue = self.queue = asyncio.Queue()
@@ -611,7 +906,7 @@ class ServerListener(MessageListener):  # noqa: F405
             raise ConnectionClosedError("Cannot receive data: client is not connected.")
         try:
             if timeout is None:
-                packet = await queue.get()
+                packet: Any = await queue.get()
             else:
                 packet = await asyncio.wait_for(queue.get(), timeout)
         except (asyncio.TimeoutError, TimeoutError):
@@ -623,7 +918,37 @@ class ServerListener(MessageListener):  # noqa: F405
             self.resume_reading(PAUSE_QUEUE)
         return packet  # type: ignore[no-any-return]
 
-    # ------------------------------------------------------------------ incoming frames
+    async def recv_early(self, timeout: float | None) -> Packet[Any] | None:
+        """The next message held while ``on_connect`` runs (None once it has returned)."""
+        loop = self.core.loop
+        deadline = None if timeout is None else loop.time() + timeout
+        while not self.ready:
+            pending = self.pending
+            if pending:
+                payload = pending.pop(0)
+                if self.paused & PAUSE_CONNECTING and len(pending) <= self.packet_qsize // 2:
+                    self.resume_reading(PAUSE_CONNECTING)
+                return decode_packet(payload, self.sink.as_json)
+            if not self.is_open:
+                raise ConnectionClosedError("Cannot receive data: client is not connected.")
+            waiter: asyncio.Future[None] = loop.create_future()
+            self.early = waiter
+            try:
+                left = None if deadline is None else max(0.0, deadline - loop.time())
+                await asyncio.wait_for(waiter, left)
+            except (asyncio.TimeoutError, TimeoutError):
+                raise ReceiveTimeoutError(f"Receive operation timed out after {timeout} seconds.") from None
+            finally:
+                self.early = None
+        return None
+
+    def wake_early(self) -> None:
+        """A message arrived (or the connection went) while ``recv_early`` waits."""
+        waiter = self.early
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # ------------------------------------------------------------------ incoming messages
 
     def fail(self, transport: picows.WSTransport, code: WSCloseCode, reason: bytes) -> None:
         """The client broke the protocol: close with ``code`` (replies already queued go first)."""
@@ -645,10 +970,30 @@ class ServerListener(MessageListener):  # noqa: F405
         """One complete message arrived."""
         if not self.is_open:
             return  # closing: nothing after a close frame is processed
-        if not self.ready:
-            self.pending.append(payload)
+        if self.paused or not self.ready or self.pending:  # held, in order, until dispatching may go on
+            pending = self.pending
+            pending.append(payload)
+            if not self.ready:
+                if len(pending) >= self.packet_qsize:
+                    self.pause_reading(PAUSE_CONNECTING)
+                if self.early is not None:
+                    self.wake_early()
+            elif not self.paused:
+                self.release()
             return
         self.dispatch(payload)
+
+    def release(self) -> None:
+        """Dispatch held messages, in order, until there are none or reading pauses again."""
+        if self.draining or not self.ready:
+            return
+        self.draining = True
+        try:
+            pending = self.pending
+            while pending and not self.paused and self.is_open:
+                self.dispatch(pending.pop(0))
+        finally:
+            self.draining = False
 
     def dispatch(self, payload: bytes) -> None:
         sink = self.sink

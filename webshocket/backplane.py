@@ -11,6 +11,13 @@ for (first subscriber in, last one out), so a node only receives what it needs.
 
 Implementations: :class:`MemoryBackplane` (nodes in one process) and
 :class:`webshocket.redis_backplane.RedisBackplane` (``backplane="redis://..."``).
+
+Trust: the backplane is inside the trust boundary. Whoever can publish to it (to Redis)
+can deliver any packet to any client, including replies that resolve a client's pending
+call; protect Redis like the servers themselves (network, ``requirepass``/ACL, TLS). What
+a forged or corrupt envelope cannot do is stop the node: invalid ones are dropped and
+logged, the table of origins is bounded (``MAX_ORIGINS``), and a forged sequence number
+silences nobody for more than one envelope (``REPLAY_WINDOW``).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import asyncio
 import logging
 import os
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
@@ -36,6 +44,10 @@ _logger = logging.getLogger("webshocket.backplane")
 ENVELOPE_VERSION = 1
 KIND_BROADCAST = 1
 KIND_CHANNEL = 2
+REPLAY_WINDOW = 4096
+"""Sequence numbers of one origin this far below the last one seen are repeats (dropped)."""
+MAX_ORIGINS = 4096
+"""Origin nodes whose last sequence number a node remembers."""
 
 Deliver = Callable[[bytes], None]
 DeliverRemote = Callable[[bool, "str | None", bytes, "RPC_Predicate | None"], None]
@@ -94,9 +106,15 @@ class BackplaneBridge:
         self.backplane = backplane
         self.node_id = os.urandom(8)
         self._seq = 0
-        self._last_seen: dict[bytes, int] = {}  # origin node -> last sequence number delivered
+        # origin node -> last sequence number delivered; the least recently heard from go first
+        self._last_seen: OrderedDict[bytes, int] = OrderedDict()
         self.received = 0
         self.duplicates = 0
+
+    @property
+    def origins(self) -> int:
+        """Other nodes this node remembers the last sequence number of (at most ``MAX_ORIGINS``)."""
+        return len(self._last_seen)
 
     async def start(self) -> None:
         await self.backplane.start(self.deliver)
@@ -130,16 +148,37 @@ class BackplaneBridge:
                 raise ValueError(f"envelope version {version}")
             if origin == self.node_id:
                 return  # delivered locally when it was published
-            if seq <= self._last_seen.get(origin, 0):
+            if not isinstance(seq, int) or not isinstance(origin, bytes):
+                raise ValueError("bad origin or sequence number")
+            if self._is_repeat(origin, seq):
                 self.duplicates += 1
                 return
-            self._last_seen[origin] = seq
             predicate = predicate_from_spec(spec)
         except Exception as exc:  # a foreign or corrupt message on the backplane
             _logger.warning("Dropped an invalid backplane message (%d bytes): %s", len(envelope), exc)
             return
         self.received += 1
         self.deliver_remote(kind == KIND_BROADCAST, channel, packet, predicate)
+
+    def _is_repeat(self, origin: bytes, seq: int) -> bool:
+        """Has this node delivered envelope ``seq`` of ``origin`` already? (and remember it)
+
+        A repeat is a sequence number at most ``REPLAY_WINDOW`` below the last one seen: a
+        node can receive one envelope twice (an exact and a pattern subscription), never long
+        after. A number far below the last one means the origin restarted, or the last one was
+        forged: either way it is delivered and becomes the last one, so a forged far-future
+        number silences an origin for one envelope at most. Origins are forgotten least
+        recently heard first, beyond ``MAX_ORIGINS``.
+        """
+        seen = self._last_seen
+        last = seen.get(origin)
+        if last is not None and last - REPLAY_WINDOW < seq <= last:
+            return True
+        seen[origin] = seq
+        seen.move_to_end(origin)
+        if len(seen) > MAX_ORIGINS:
+            seen.popitem(last=False)
+        return False
 
 
 # --------------------------------------------------------------------------- in-process backplane

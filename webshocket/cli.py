@@ -67,7 +67,21 @@ def _server_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.max_subscribed_channels is not None:
         kwargs["max_subscribed_channels"] = args.max_subscribed_channels
+    for name in _LIMIT_OPTIONS:
+        value = getattr(args, name)
+        if value is not None:
+            kwargs[name] = value
     return kwargs
+
+
+_LIMIT_OPTIONS = (
+    "max_send_buffer",
+    "slow_consumer_timeout",
+    "max_total_send_backlog",
+    "handshake_timeout",
+    "error_detail",
+)
+"""Server options the command line passes on when given (their defaults are the server's)."""
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -134,6 +148,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest message in bytes (default: %(default)s)",
     )
     serve.add_argument("--max-subscribed-channels", type=int, default=None, help="subscriptions per connection")
+    serve.add_argument(
+        "--max-send-buffer", type=int, default=None, help="bytes waiting per connection before backpressure"
+    )
+    serve.add_argument(
+        "--slow-consumer-timeout", type=float, default=None, help="seconds a backlogged connection is kept (default: 5)"
+    )
+    serve.add_argument(
+        "--max-total-send-backlog", type=int, default=None, help="bytes held for all connections together"
+    )
+    serve.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=None,
+        help="seconds for the TLS and WebSocket handshakes (default: 5)",
+    )
+    serve.add_argument(
+        "--error-detail",
+        choices=("full", "minimal"),
+        default=None,
+        help="what clients learn of unexpected errors: full (0.5.x) or minimal (type and reference id)",
+    )
     serve.add_argument(
         "--graceful-timeout",
         type=float,

@@ -24,6 +24,7 @@ from .exceptions import (
     RateLimitError,
     ReceiveTimeoutError,
     RPCTimeoutError,
+    connection_failed,
 )
 from .packets import Packet, RPCResponse
 from .utils import generate_uuid
@@ -137,7 +138,7 @@ class WebSocketClient:
             )
         except (OSError, WSError, asyncio.TimeoutError, TimeoutError, EOFError) as exc:
             self.state = ConnectionState.DISCONNECTED
-            raise ConnectionFailedError(f"Could not connect to {self.uri}: {exc}") from exc
+            raise connection_failed(f"Could not connect to {self.uri}: {exc}", exc) from exc
         except BaseException:
             self.state = ConnectionState.DISCONNECTED
             raise
@@ -182,7 +183,10 @@ class WebSocketClient:
                     self.logger.info("Connection attempt %d failed, retrying in %.2fs", attempt + 1, delay)
                     await asyncio.sleep(delay)
         self.state = ConnectionState.DISCONNECTED
-        raise ConnectionFailedError(f"All {attempts} connection attempts to {self.uri} failed: {last}") from last
+        raise connection_failed(
+            f"All connection attempts failed after multiple retries. ({attempts} attempts to {self.uri}; last: {last})",
+            last,
+        ) from last
 
     @property
     def close_code(self) -> WSCloseCode | int | None:

@@ -29,6 +29,19 @@ class ServerConfig:
     max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER
     slow_consumer_policy: str = "disconnect"
     max_inflight_rpcs: int = DEFAULT_MAX_INFLIGHT_RPCS
+    rpc_task_reserve: int = 4
+    rpc_task_share: int | None = None
+    slow_consumer_timeout: float = 5.0
+    max_send_backlog: int = 16 * DEFAULT_MAX_SEND_BUFFER
+    max_total_send_backlog: int = 256 * 1024 * 1024
+    max_message_frames: int = 1024
+    handshake_timeout: float | None = 5.0
+    error_detail: str = "full"
+
+    @property
+    def task_share(self) -> int:
+        """Tasks of the shared pool one connection may hold at once (``rpc_task_share``, or 1/8 of the pool)."""
+        return self.rpc_task_share if self.rpc_task_share is not None else max(1, self.rpc_task_limit // 8)
 
     def __post_init__(self) -> None:
         if self.rpc_task_limit < 1:
@@ -43,3 +56,19 @@ class ServerConfig:
             raise ValueError("max_inflight_rpcs must be at least 2")
         if self.packet_qsize < 1:
             raise ValueError("packet_qsize must be at least 1")
+        if self.rpc_task_reserve < 1:
+            raise ValueError("rpc_task_reserve must be at least 1")
+        if self.rpc_task_share is not None and self.rpc_task_share < 1:
+            raise ValueError("rpc_task_share must be at least 1 (or None: rpc_task_limit // 8)")
+        if not self.slow_consumer_timeout >= 0:
+            raise ValueError("slow_consumer_timeout must be 0 (close at once) or more seconds")
+        if self.max_send_backlog < self.max_send_buffer:
+            raise ValueError("max_send_backlog must be at least max_send_buffer")
+        if self.max_total_send_backlog < self.max_send_backlog:
+            raise ValueError("max_total_send_backlog must be at least max_send_backlog")
+        if self.max_message_frames < 1:
+            raise ValueError("max_message_frames must be at least 1")
+        if self.error_detail not in ("full", "minimal"):
+            raise ValueError('error_detail must be "full" (0.5.x) or "minimal" (type and reference id only)')
+        if self.handshake_timeout is not None and not self.handshake_timeout > 0:
+            raise ValueError("handshake_timeout must be positive (or None: no timeout)")

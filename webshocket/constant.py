@@ -9,6 +9,9 @@ DEFAULT_WEBSHOCKET_SUBPROTOCOL = "webshocket.v1"
 DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
 """Largest message (after reassembly) the server accepts; above it, close 1009."""
 
+DEFAULT_MAX_MESSAGE_FRAMES = 1024
+"""Frames one message may take (a fragmented message); above it, close 1009."""
+
 DEFAULT_CLIENT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 """Largest message (after reassembly) the client accepts; above it, close 1009."""
 

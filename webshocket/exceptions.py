@@ -10,7 +10,53 @@ class ConnectionError(WebSocketError):
 
 
 class ConnectionFailedError(ConnectionError):
-    """The client could not establish a connection."""
+    """The client could not establish a connection.
+
+    When a lower layer said why (``ConnectionRefusedError``, ``picows.WSError`` for a refused
+    upgrade, ``ssl.SSLCertVerificationError``, ...), the exception raised is also an instance
+    of that exception's class (see :func:`connection_failed`), so ``except`` clauses written
+    for webshocket 0.5.x, which let those through, still catch it. The original is its
+    ``__cause__``.
+    """
+
+
+_COMBINED: dict[type[BaseException], type[ConnectionFailedError]] = {}
+
+
+def connection_failed(message: str, cause: BaseException | None) -> ConnectionFailedError:
+    """A :class:`ConnectionFailedError` saying ``message`` that is also an instance of ``cause``'s class."""
+    if cause is None or (isinstance(cause, ConnectionFailedError) and type(cause) is ConnectionFailedError):
+        return ConnectionFailedError(message)
+    base = type(cause)
+    if isinstance(cause, ConnectionFailedError):  # already combined: keep its other class
+        base = next(
+            (b for b in base.__mro__[1:] if issubclass(b, BaseException) and not issubclass(b, WebSocketError)), base
+        )
+    combined = _COMBINED.get(base)
+    if combined is None:
+        try:
+            combined = type(
+                f"ConnectionFailedError[{base.__name__}]",
+                (ConnectionFailedError, base),
+                {"__module__": __name__, "__str__": _message, "__reduce__": _reduce},
+            )
+        except TypeError:  # a class that cannot be combined (layout): ours alone
+            combined = ConnectionFailedError
+        _COMBINED[base] = combined
+    try:
+        error = combined(*cause.args)
+    except Exception:
+        error = ConnectionFailedError(message)
+    error.message = message  # type: ignore[attr-defined]
+    return error
+
+
+def _message(self: BaseException) -> str:
+    return str(getattr(self, "message", "") or BaseException.__str__(self))
+
+
+def _reduce(self: BaseException) -> tuple[type[ConnectionFailedError], tuple[str]]:
+    return ConnectionFailedError, (str(self),)
 
 
 class ConnectionClosedError(ConnectionError):

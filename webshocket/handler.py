@@ -30,6 +30,25 @@ def _rpc_method_of(func: Any) -> RPCMethod:
     )
 
 
+def _rpc_names(cls: type) -> dict[str, str]:
+    """Public RPC name -> attribute name of each ``@rpc_method`` of ``cls``.
+
+    Raises:
+        TypeError: two methods have the same public name (one would silently replace the other).
+    """
+    names: dict[str, str] = {}
+    for attribute, func in inspect.getmembers(cls):
+        if getattr(func, "_is_rpc_method", False):
+            public = getattr(func, "_rpc_alias_name", attribute)
+            if public in names:
+                raise TypeError(
+                    f"{cls.__qualname__}: RPC methods {names[public]!r} and {attribute!r} are both named "
+                    f"{public!r}; give one of them another alias_name"
+                )
+            names[public] = attribute
+    return names
+
+
 def hub_of(handler: WebSocketHandler[Any]) -> Hub:
     """The :class:`~webshocket.hub.Hub` a handler works through (for the server that runs it)."""
     return handler._hub
@@ -54,12 +73,14 @@ class WebSocketHandler(Generic[TState]):
         patterns: glob pattern -> subscribers.
     """
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _rpc_names(cls)  # two methods under one public name fail here, where the class is defined
+
     def __init__(self) -> None:
         self._hub = hub = Hub()
-        for name, func in inspect.getmembers(type(self)):
-            if getattr(func, "_is_rpc_method", False):
-                bound = getattr(self, name)
-                hub.methods[getattr(func, "_rpc_alias_name", name)] = _rpc_method_of(bound)
+        for public, attribute in _rpc_names(type(self)).items():
+            hub.methods[public] = _rpc_method_of(getattr(self, attribute))
 
     @property
     def clients(self) -> set[ClientConnection[Any]]:
@@ -89,18 +110,25 @@ class WebSocketHandler(Generic[TState]):
 
     # ------------------------------------------------------------------ RPC
 
-    def register_rpc_method(self, func: RPC_Function, alias_name: str | None = None) -> None:
+    def register_rpc_method(self, func: RPC_Function, alias_name: str | None = None, *, replace: bool = False) -> None:
         """Register a function marked with ``@rpc_method`` at run time.
 
         The function receives ``(connection, *args, **kwargs)``.
 
         Raises:
-            ValueError: ``func`` is not marked with ``@rpc_method``.
+            ValueError: ``func`` is not marked with ``@rpc_method``, or a method of that
+                name exists already (pass ``replace=True`` to replace it on purpose).
         """
         if not getattr(func, "_is_rpc_method", False):
             raise ValueError("Function is a non-RPC method.")
         name = str(alias_name or getattr(func, "_rpc_alias_name", None) or getattr(func, "__name__", repr(func)))
-        self._hub.methods[name] = _rpc_method_of(func)
+        methods = self._hub.methods
+        if name in methods and not replace:
+            raise ValueError(
+                f"an RPC method named {name!r} is registered already ({methods[name]!r}); "
+                "pass replace=True to replace it"
+            )
+        methods[name] = _rpc_method_of(func)
 
     # ------------------------------------------------------------------ channels
 

@@ -9,6 +9,7 @@ engine both work through it; nothing else writes this state.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -36,9 +37,11 @@ STAT_NAMES = (
     "deliveries",
     "dropped",
     "slow_consumer_disconnects",
+    "encode_errors",
 )
 """Counters a server keeps (``server.stats``; ``server.metrics()`` adds gauges)."""
 
+_logger = logging.getLogger("webshocket.server")
 _CHANNEL = int(PacketSource.CHANNEL)
 _BROADCAST = int(PacketSource.BROADCAST)
 
@@ -73,7 +76,7 @@ def _as_set(exclude: Iterable[Any] | None) -> Collection[Any]:
 class Hub:
     """Connections, subscriptions, RPC methods and counters of one server."""
 
-    __slots__ = ("bridge", "clients", "index", "methods", "stats", "subscriptions")
+    __slots__ = ("bridge", "clients", "index", "json_clients", "methods", "stats", "subscriptions")
 
     def __init__(self) -> None:
         self.clients: set[Any] = set()
@@ -82,6 +85,7 @@ class Hub:
         self.methods: dict[str, RPCMethod] = {}
         self.stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
         self.bridge: BackplaneBridge | None = None
+        self.json_clients = 0  # connected clients of the JSON dialect (kept by the engine)
 
     # ------------------------------------------------------------------ subscriptions
 
@@ -159,6 +163,7 @@ class Hub:
         stats = self.stats
         for name in dict.fromkeys(channel_names(channel)):
             out = Outgoing(_CHANNEL, data, name, packet)
+            self._encode(out)  # all or nobody: a failure raises before anyone got it
             recipients = self.index.subscribers(name)
             if recipients:
                 stats["deliveries"] += fan_out(recipients, out, excluded, predicate)
@@ -178,6 +183,7 @@ class Hub:
         bridge = self.bridge
         spec = predicate_spec(predicate) if bridge is not None else None  # fails before sending anything
         out = Outgoing(_BROADCAST, data, None, packet)
+        self._encode(out)
         if self.clients:
             self.stats["deliveries"] += fan_out(self.clients, out, _as_set(exclude), predicate)
         self.stats["broadcasts"] += 1
@@ -195,4 +201,23 @@ class Hub:
         else:
             return
         if recipients:
-            self.stats["deliveries"] += fan_out(recipients, Outgoing.from_msgpack(packet), (), predicate)
+            out = Outgoing.from_msgpack(packet)
+            try:
+                self._encode(out)
+            except Exception as exc:
+                _logger.error(
+                    "Dropped a delivery from another node that cannot be encoded: %s: %s", type(exc).__name__, exc
+                )
+                self.stats["dropped"] += len(recipients)
+                return
+            self.stats["deliveries"] += fan_out(recipients, out, (), predicate)
+
+    def _encode(self, out: Outgoing) -> None:
+        """Frame ``out`` for every dialect connected now, so that fan-out cannot fail halfway."""
+        try:
+            out.frames(False)
+            if self.json_clients:
+                out.frames(True)
+        except Exception:
+            self.stats["encode_errors"] += 1
+            raise

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .handler import STAT_NAMES
+from .hub import STAT_NAMES
 
 if TYPE_CHECKING:
     from .server import WebSocketServer
@@ -39,7 +39,8 @@ _HELP = {
     "channels": "Exact channels with subscribers",
     "patterns": "Pattern subscriptions with subscribers",
     "rpc_running": "RPCs running now",
-    "rpc_queued": "RPCs waiting for a slot (rpc_task_limit)",
+    "rpc_queued": "RPCs waiting for a task slot (rpc_task_reserve, rpc_task_limit, rpc_task_share)",
+    "encode_errors": "Replies and publishes that could not be encoded",
 }
 
 

@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .typing import RateLimitConfig, RPC_Predicate
+from .typing import RateLimitConfig, RateLimitKey, RPC_Predicate
 from .utils import parse_duration
 
 __all__ = ["rate_limit", "rpc_method"]
@@ -88,7 +88,11 @@ def rpc_method(alias_name: str | None = None, requires: RPC_Predicate | None = N
 
 
 def rate_limit(
-    *, limit: int, period: str | float = "1s", disconnect_on_limit_exceeded: bool = False
+    *,
+    limit: int,
+    period: str | float = "1s",
+    disconnect_on_limit_exceeded: bool = False,
+    key: RateLimitKey = None,
 ) -> Callable[[F], F]:
     """Limit an RPC method to ``limit`` calls per ``period`` for each connection.
 
@@ -96,11 +100,24 @@ def rate_limit(
     (``"30s"``, ``"5m"``, ``"1h"``, ``"2d"`` or seconds). Over the limit the caller
     gets RATE_LIMIT_EXCEEDED; with ``disconnect_on_limit_exceeded`` the connection
     is also closed with 1013 (try again later). Stacks with ``@rpc_method`` in
-    either order.
+    either order. Calls refused by ``requires=`` count too.
+
+    Edge values behave as in 0.5.x: ``limit`` 0 or below refuses every call; a ``period``
+    of zero or below does not limit at all.
+
+    ``key`` chooses whose calls share a bucket: None or ``"connection"`` (default, as in
+    0.5.x: each connection its own, so a reconnect starts afresh), ``"address"`` (the
+    client's IP address), or a callable over the connection returning any hashable value,
+    e.g. ``key=lambda c: c.session_state.get("user_id")`` (None: the connection's own
+    bucket). Keyed buckets are shared by every connection of the key in this process.
     """
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"rate_limit(limit=...) must be a positive integer, got {limit!r}")
-    config = RateLimitConfig(limit, parse_duration(period), disconnect_on_limit_exceeded)
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError(f"rate_limit(limit=...) must be an integer, got {limit!r}")
+    if key == "connection":
+        key = None
+    if key is not None and key != "address" and not callable(key):
+        raise ValueError(f'rate_limit(key=...) must be "connection", "address" or a callable, got {key!r}')
+    config = RateLimitConfig(limit, parse_duration(period), disconnect_on_limit_exceeded, key)
 
     def decorator(func: F) -> F:
         _check_async(func)

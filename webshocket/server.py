@@ -24,6 +24,7 @@ from .config import ServerConfig
 from .connection import ClientConnection
 from .constant import (
     DEFAULT_MAX_INFLIGHT_RPCS,
+    DEFAULT_MAX_MESSAGE_FRAMES,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_SEND_BUFFER,
     DEFAULT_READ_BUFFER_SIZE,
@@ -89,6 +90,20 @@ class WebSocketServer(Generic[H]):
             reach the clients of every node. None (default): this process only.
         workers: processes :meth:`run` starts, sharing the port (``SO_REUSEPORT``), each
             with its own event loop. Pub/sub crosses workers only through a backplane.
+        rpc_task_reserve: RPC tasks each connection may always run, whatever the others do.
+        rpc_task_share: tasks of the shared pool (``rpc_task_limit``) one connection may hold
+            beyond its reserve (None: ``rpc_task_limit // 8``); work beyond waits its turn.
+        slow_consumer_timeout: seconds a connection's send backlog may stay above
+            ``max_send_buffer`` before it is closed as a slow consumer (0: at once).
+        max_send_backlog: bytes held for one connection past which it is closed at once.
+        max_total_send_backlog: bytes held for all connections together; above it, the
+            largest backlogs are closed first.
+        max_message_frames: frames one (fragmented) message may take; above it, close 1009.
+        handshake_timeout: seconds a new connection has to finish its TLS and WebSocket
+            handshakes (None: no limit).
+        error_detail: what a client learns of an unexpected exception in an RPC method:
+            ``"full"`` (0.5.x: ``Server error (Type): message``) or ``"minimal"`` (the type
+            and a reference id; the message is logged with the id).
 
     Attributes other than these are looked up on the handler, so ``server.publish``,
     ``server.broadcast`` and ``server.register_rpc_method`` work.
@@ -111,6 +126,14 @@ class WebSocketServer(Generic[H]):
         max_inflight_rpcs: int = DEFAULT_MAX_INFLIGHT_RPCS,
         backplane: str | Backplane | None = None,
         workers: int = 1,
+        rpc_task_reserve: int = 4,
+        rpc_task_share: int | None = None,
+        slow_consumer_timeout: float = 5.0,
+        max_send_backlog: int = 16 * DEFAULT_MAX_SEND_BUFFER,
+        max_total_send_backlog: int = 256 * 1024 * 1024,
+        max_message_frames: int = DEFAULT_MAX_MESSAGE_FRAMES,
+        handshake_timeout: float | None = 5.0,
+        error_detail: str = "full",
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -123,6 +146,14 @@ class WebSocketServer(Generic[H]):
             max_send_buffer=max_send_buffer,
             slow_consumer_policy=slow_consumer_policy,
             max_inflight_rpcs=max_inflight_rpcs,
+            rpc_task_reserve=rpc_task_reserve,
+            rpc_task_share=rpc_task_share,
+            slow_consumer_timeout=slow_consumer_timeout,
+            max_send_backlog=max_send_backlog,
+            max_total_send_backlog=max_total_send_backlog,
+            max_message_frames=max_message_frames,
+            handshake_timeout=handshake_timeout,
+            error_detail=error_detail,
         )
         self.logger = logging.getLogger("webshocket.server")
         self.state = ServerState.CLOSED
@@ -187,8 +218,8 @@ class WebSocketServer(Generic[H]):
             "connections": len(self._hub.clients),
             "channels": len(self._hub.index.channels),
             "patterns": len(self._hub.index.patterns),
-            "rpc_running": core.running if core is not None else 0,
-            "rpc_queued": len(core.waiting) if core is not None else 0,
+            "rpc_running": len(core.rpc_tasks) + len(core.stream_tasks) if core is not None else 0,
+            "rpc_queued": core.queued_count() if core is not None else 0,
         }
 
     @property
@@ -235,6 +266,9 @@ class WebSocketServer(Generic[H]):
             self._hub.bridge = bridge
         self.state = ServerState.SERVING
         kwargs.setdefault("read_buffer_init_size", DEFAULT_READ_BUFFER_SIZE)
+        kwargs.setdefault("websocket_handshake_timeout", self.config.handshake_timeout)
+        if self.ssl_context is not None and self.config.handshake_timeout is not None:
+            kwargs.setdefault("ssl_handshake_timeout", self.config.handshake_timeout)
         try:
             self._server = await ws_create_server(
                 self._listener_factory,

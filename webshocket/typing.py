@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
@@ -28,13 +28,20 @@ class SessionState(Protocol):
     """Marker for the type of a connection's session state."""
 
 
+RateLimitKey: TypeAlias = "str | Callable[[ClientConnection[Any]], Hashable] | None"
+"""Whose calls a rate limit counts together: None or ``"connection"`` (each connection on its
+own), ``"address"`` (the client's IP address), or a callable over the connection (e.g. the
+user id in its session state; when it returns None, the connection's own bucket is used)."""
+
+
 @dataclass(slots=True, frozen=True)
 class RateLimitConfig:
-    """``limit`` calls per ``period`` seconds, per connection."""
+    """``limit`` calls per ``period`` seconds, per connection or per ``key``."""
 
     limit: int
     period: float
     disconnect_on_limit_exceeded: bool
+    key: RateLimitKey = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -16,7 +16,11 @@ def generate_uuid() -> str:
 
 
 def parse_duration(duration: str | float | int) -> float:
-    """Turn ``"10s"``, ``"5m"``, ``"1h"``, ``"2d"`` (or a number of seconds) into seconds."""
+    """Turn ``"10s"``, ``"5m"``, ``"1h"``, ``"2d"`` (or a number of seconds) into seconds.
+
+    As in 0.5.x, a string needs its unit (``"5"`` and ``"5/1m"`` raise ``ValueError``), and
+    zero or a negative duration is accepted (a rate limit over it does not limit).
+    """
     if isinstance(duration, (int, float)) and not isinstance(duration, bool):
         seconds = float(duration)
     else:
@@ -29,6 +33,6 @@ def parse_duration(duration: str | float | int) -> float:
             seconds = float(duration[:-1]) * _UNITS[unit]
         except ValueError:
             raise ValueError(f"Invalid duration {duration!r}: expected a number before the unit") from None
-    if not seconds > 0:
-        raise ValueError(f"Duration must be positive, got {duration!r}")
+    if seconds != seconds:  # NaN
+        raise ValueError(f"Invalid duration {duration!r}")
     return seconds

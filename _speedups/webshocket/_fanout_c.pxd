@@ -26,12 +26,16 @@ cdef class Sink:
     cdef public Py_ssize_t dropped
     cdef public dict stats
     cdef public object on_slow
+    cdef public Py_ssize_t max_backlog
+    cdef public bint patient
 
     cpdef queue(self, bytes frames)
     cpdef send(self, bytes frames)
     cpdef bint push(self, bytes frames) except -1
     cpdef bint admit(self, Py_ssize_t size) except -1
+    cpdef Py_ssize_t backlog(self) except -1
     cpdef slow(self)
+    cpdef cut(self)
     cpdef flush(self)
 
 

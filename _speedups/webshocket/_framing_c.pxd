@@ -7,6 +7,7 @@ from picows.picows cimport WSFrame, WSListener, WSTransport
 
 cdef class MessageListener(WSListener):
     cdef public Py_ssize_t max_message_size
+    cdef public Py_ssize_t max_frames
     cdef public list fragments
     cdef public Py_ssize_t fragments_size
     cdef public bint fragments_text

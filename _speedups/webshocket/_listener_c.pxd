@@ -8,7 +8,7 @@ from webshocket._framing_c cimport MessageListener
 
 
 @cython.locals(sink=Sink)
-cpdef reply(ServerListener engine, object call_id, object response, object error, bint is_stream, bint is_end)
+cpdef bint reply(ServerListener engine, object call_id, object response, object error, bint is_stream, bint is_end) except -1
 
 
 cdef class _Done:
@@ -16,6 +16,7 @@ cdef class _Done:
     cdef ServerListener engine
     cdef object call_id
     cdef bint is_stream
+    cdef bint pooled
 
 
 cdef class ServerCore:
@@ -25,8 +26,10 @@ cdef class ServerCore:
     cdef public dict methods
     cdef public object loop
     cdef public Py_ssize_t task_limit
-    cdef public Py_ssize_t running
-    cdef public object waiting
+    cdef public Py_ssize_t reserve
+    cdef public Py_ssize_t share
+    cdef public Py_ssize_t pool_used
+    cdef public object ready
     cdef public Py_ssize_t max_message_size
     cdef public Py_ssize_t max_inflight
     cdef public bint queue_packets
@@ -38,12 +41,23 @@ cdef class ServerCore:
     cdef public dict stats
     cdef public object flusher
     cdef public set engines
+    cdef public set watched
+    cdef public object sweeping
     cdef public object on_open
+    cdef public object keyed
 
     cpdef call(self, ServerListener engine, object request)
-    cpdef done(self, ServerListener engine, object call_id, bint is_stream, object task)
+    cpdef bint within_limit(self, ServerListener engine, object name, object limit) except -1
+    cdef _start(self, ServerListener engine, object call_id, object work, bint is_stream, bint pooled)
+    cdef _finish(self, ServerListener engine)
+    cpdef done(self, ServerListener engine, object call_id, bint is_stream, bint pooled, object task)
+    cdef bint _start_next(self, ServerListener engine, bint pooled) except -1
+    cdef _serve_ready(self)
     cdef _failed(self, ServerListener engine, object call_id, object exc)
     cpdef receive(self, ServerListener engine, object packet)
+    cpdef watch(self, ServerListener engine)
+    cpdef drop_work(self, ServerListener engine)
+    cpdef str error_text(self, object exc, str what)
 
 
 cdef class ServerListener(MessageListener):
@@ -57,15 +71,23 @@ cdef class ServerListener(MessageListener):
     cdef public object conn
     cdef public bint is_open
     cdef public dict streams
+    cdef public dict calls
+    cdef public object queued
+    cdef public Py_ssize_t running
+    cdef public bint in_ready
     cdef public dict buckets
     cdef public Py_ssize_t inflight
     cdef public int paused
+    cdef public double blocked_since
+    cdef public list writers
     cdef public object inbox
     cdef public bint receiving
     cdef public object queue
     cdef public object remote
     cdef public bint ready
     cdef public list pending
+    cdef public bint draining
+    cdef public object early
     cdef public object connect_task
 
     cpdef on_ws_connected(self, WSTransport transport)
@@ -74,11 +96,15 @@ cdef class ServerListener(MessageListener):
     cpdef on_ws_disconnected(self, WSTransport transport)
     cpdef pause_writing(self)
     cpdef resume_writing(self)
+    cpdef send_user_specific_ping(self, WSTransport transport)
     cpdef bint push(self, bytes payload, Py_ssize_t chunk_size=*) except -1
     cpdef close(self, int code=*, bytes reason=*)
     cpdef mark_closed(self)
     cpdef pause_reading(self, int reason)
     cpdef resume_reading(self, int reason)
+    cpdef wake_writers(self)
+    cpdef wake_early(self)
     cpdef enqueue(self, object packet)
     cpdef on_message(self, bytes payload)
+    cpdef release(self)
     cpdef dispatch(self, bytes payload)
