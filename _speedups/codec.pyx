@@ -125,7 +125,7 @@ cpdef bint has_odd_float(object obj) except -1:
 cdef object _json_bytes = _codec_py.make_json_encoder(_to_builtin, has_odd_float)
 
 
-cdef dict rpc_map(object rpc):
+cdef object rpc_map(object rpc):
     cdef RPCResponse resp
     cdef RPCRequest req
     if isinstance(rpc, RPCResponse):
@@ -138,8 +138,10 @@ cdef dict rpc_map(object rpc):
             "is_stream": resp.is_stream,
             "is_end": resp.is_end,
         }
-    req = <RPCRequest>rpc
-    return {"type": "request", "method": req.method, "args": req.args, "kwargs": req.kwargs, "call_id": req.call_id}
+    if isinstance(rpc, RPCRequest):
+        req = <RPCRequest>rpc
+        return {"type": "request", "method": req.method, "args": req.args, "kwargs": req.kwargs, "call_id": req.call_id}
+    return rpc  # not an RPC object: written as the value it is (as 0.5.x did)
 
 
 cdef dict packet_map(Packet packet):

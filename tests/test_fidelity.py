@@ -73,3 +73,9 @@ def test_connect_errors_are_caught_by_what_caught_them_in_0_5_2(tmp_path: Path) 
 def test_recv_in_on_connect_gets_the_first_message_and_on_receive_the_rest_in_order() -> None:
     theirs, ours = theirs_and_ours("recv_in_on_connect")
     assert theirs == ours == {"received": [{"first": "hello"}, {"then": "a"}, {"then": "b"}, {"then": "c"}]}
+
+
+def test_serialize_writes_what_0_5_2_writes_even_off_the_wire_format() -> None:
+    """A packet whose ``rpc`` is a plain value used to crash the compiled codec (SIGSEGV)."""
+    theirs, ours = theirs_and_ours("serialize_edges")
+    assert ours == theirs

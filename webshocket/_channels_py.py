@@ -13,9 +13,12 @@ its end), so it only ever tests patterns whose whole literal prefix (or suffix)
 the channel has: the cost does not grow with the number of patterns that cannot
 match. A pattern so reached is tested on the channel's length and its other
 literal end, then (unless only ``?`` and ``*`` lie between its literal ends) by
-the regex of ``fnmatch.translate``. Results that took more than a few pattern
-tests are kept in a bounded cache (channel -> matching patterns), dropped
-whenever the set of patterns changes.
+the regex of ``fnmatch.translate``. Results are kept in a bounded cache (channel ->
+matching patterns), dropped whenever the set of patterns changes. Two constant-factor
+choices differ from the compiled twin, because a trie walk in Python costs far more than
+in C: every walked result is cached (the compiled twin only caches costly ones), and a
+channel whose first character starts no prefix key and whose last character ends no
+suffix key is answered before any walk.
 
 Trie nodes keep their children in dicts keyed by character. ``matching_patterns``
 returns patterns in the order of ``ChannelIndex.patterns`` (creation order).
@@ -33,8 +36,6 @@ from typing import Any
 __all__ = ["CACHE_SIZE", "ChannelIndex", "is_pattern", "literal_prefix"]
 
 CACHE_SIZE = 4096
-# a cache miss that tested fewer patterns than this is cheaper to redo than to cache
-_CACHE_MIN_TESTS = 4
 _WILDCARDS = frozenset("*?[")
 
 
@@ -386,7 +387,21 @@ class ChannelIndex:
             cached = cache.get(channel)
             if cached is not None:
                 return cached
+        if self._nowhere(channel):
+            return ()
         return self._match(channel, cache)
+
+    def _nowhere(self, channel: str) -> bool:
+        """The first step of both walks already fails: no pattern can match (the walks' own
+        first step, taken before paying for a walk; in Python a walk costs more than in C)."""
+        prefix = self._prefix
+        if prefix.entries is not None or not channel:
+            return False
+        kids = prefix.kids
+        if kids and channel[0] in kids:
+            return False
+        kids = self._suffix.kids
+        return not (kids and channel[-1] in kids)
 
     def subscribers(self, channel: str) -> Collection[Any]:
         """Everyone subscribed to ``channel`` exactly or by a matching pattern, each once.
@@ -401,6 +416,8 @@ class ChannelIndex:
         cache = self._cache
         matched = cache.get(channel) if cache else None
         if matched is None:
+            if self._nowhere(channel):
+                return exact if exact is not None else ()
             matched = self._match(channel, cache)
         if not matched:
             return exact if exact is not None else ()
@@ -465,10 +482,8 @@ class ChannelIndex:
             if len(hits) > 1:
                 hits.sort()  # by seq: the order of ``patterns``
             result = tuple([entry[1] for entry in hits])
-        elif tests < _CACHE_MIN_TESTS:
-            return ()
         else:
-            result = ()
+            result = ()  # a walk that found nothing is cached too: in Python it costs more than an entry
         if len(cache) >= CACHE_SIZE:
             cache.clear()
         cache[channel] = result

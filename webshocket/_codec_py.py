@@ -66,7 +66,7 @@ def _to_builtin(obj: Any) -> Any:
     if isinstance(obj, Packet):
         return _packet_map(obj)
     if isinstance(obj, (RPCRequest, RPCResponse)):
-        return _rpc_map(obj)
+        return rpc_map(obj)
     if isinstance(obj, enum.Enum):
         return obj.value
     if isinstance(obj, uuid.UUID):
@@ -195,7 +195,8 @@ def _dumps(obj: Any, as_json: bool) -> bytes:
     return msgpack.packb(obj, use_bin_type=True, default=_msgpack_default, datetime=False)  # type: ignore[no-any-return]
 
 
-def _rpc_map(rpc: RPCRequest | RPCResponse) -> dict[str, Any]:
+def rpc_map(rpc: Any) -> Any:
+    """The map an RPC object is written as (anything else: the value itself, as 0.5.x did)."""
     if isinstance(rpc, RPCResponse):
         return {
             "type": "response",
@@ -205,13 +206,15 @@ def _rpc_map(rpc: RPCRequest | RPCResponse) -> dict[str, Any]:
             "is_stream": rpc.is_stream,
             "is_end": rpc.is_end,
         }
-    return {
-        "type": "request",
-        "method": rpc.method,
-        "args": rpc.args,
-        "kwargs": rpc.kwargs,
-        "call_id": rpc.call_id,
-    }
+    if isinstance(rpc, RPCRequest):
+        return {
+            "type": "request",
+            "method": rpc.method,
+            "args": rpc.args,
+            "kwargs": rpc.kwargs,
+            "call_id": rpc.call_id,
+        }
+    return rpc
 
 
 def _packet_map(packet: Packet[Any]) -> dict[str, Any]:
@@ -219,7 +222,7 @@ def _packet_map(packet: Packet[Any]) -> dict[str, Any]:
     if packet.data is not None:
         out["data"] = packet.data
     if packet.rpc is not None:
-        out["rpc"] = _rpc_map(packet.rpc)
+        out["rpc"] = rpc_map(packet.rpc)
     if packet.channel is not None:
         out["channel"] = packet.channel
     if packet.timestamp is not None:

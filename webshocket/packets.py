@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
+
 from ._codec import Packet, RPCRequest, RPCResponse, decode_packet, encode_packet
 from .enum import PacketSource
 
@@ -17,9 +19,11 @@ __all__ = ["Packet", "RPCRequest", "RPCResponse", "deserialize", "serialize"]
 
 
 def serialize(packet: Packet[Any] | RPCRequest | RPCResponse) -> bytes:
-    """Encode a packet as msgpack (the framework dialect)."""
-    if not isinstance(packet, Packet):
-        packet = Packet(PacketSource.RPC, rpc=packet)
+    """Encode a packet as msgpack (the framework dialect); an RPCRequest or RPCResponse alone
+    is written as its own map, as 0.5.x did."""
+    if isinstance(packet, (RPCRequest, RPCResponse)):
+        whole = msgpack.unpackb(encode_packet(Packet(PacketSource.RPC, rpc=packet), False), raw=False)
+        return bytes(msgpack.packb(whole["rpc"], use_bin_type=True))
     return encode_packet(packet, False)
 
 

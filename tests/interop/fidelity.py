@@ -152,7 +152,19 @@ async def recv_in_on_connect() -> dict[str, Any]:
     return {"received": got}
 
 
+async def serialize_edges() -> dict[str, Any]:
+    """``packets.serialize`` of a packet whose ``rpc`` is a plain value, and of a bare request."""
+    from webshocket.enum import PacketSource
+    from webshocket.packets import Packet, RPCRequest, serialize
+
+    return {
+        "rpc is a dict": serialize(Packet(source=PacketSource.CUSTOM, rpc={"a": 1})).hex(),
+        "bare request": serialize(RPCRequest(method="add", args=[1, 2], call_id="x")).hex(),
+    }
+
+
 CASES = {
+    "serialize_edges": serialize_edges,
     "rate_limit_edges": rate_limit_edges,
     "connect_errors": connect_errors,
     "recv_in_on_connect": recv_in_on_connect,
