@@ -79,3 +79,19 @@ def test_serialize_writes_what_0_5_2_writes_even_off_the_wire_format() -> None:
     """A packet whose ``rpc`` is a plain value used to crash the compiled codec (SIGSEGV)."""
     theirs, ours = theirs_and_ours("serialize_edges")
     assert ours == theirs
+
+
+def test_api_edges_behave_as_in_0_5_2() -> None:
+    """RPCs wait for the on_receive before them; the server's own subscribe ignores the client
+    limit; options can be assigned; registering the same function twice is harmless."""
+    theirs, ours = theirs_and_ours("api_edges")
+    assert (
+        ours
+        == theirs
+        == {
+            "rpc after on_receive": "alice",
+            "handler.subscribe past the limit": 8,
+            "max_connection assigned": 7,
+            "registered twice": True,
+        }
+    )

@@ -436,8 +436,9 @@ class ServerCore:
 
     # ------------------------------------------------------------------ non-RPC packets
 
-    def receive(self, engine: ServerListener, packet: Packet[Any]) -> None:
-        """Hand a non-RPC packet to the handler, preserving per-connection order."""
+    def receive(self, engine: ServerListener, packet: Any) -> None:
+        """Hand a non-RPC packet to the handler, preserving per-connection order (an RPC request
+        that arrives while ``on_receive`` still runs waits in the same line, as in 0.5.x)."""
         if self.queue_packets:
             engine.enqueue(packet)
             return
@@ -462,6 +463,10 @@ class ServerCore:
                 packet = inbox.popleft()
                 if engine.paused & PAUSE_QUEUE and len(inbox) <= low:
                     engine.resume_reading(PAUSE_QUEUE)
+                if type(packet) is RPCRequest:  # it came after packets that were still in on_receive
+                    if engine.is_open:
+                        self.call(engine, packet)
+                    continue
                 try:
                     await on_receive(conn, packet)
                 except Exception:
@@ -532,7 +537,10 @@ class ServerCore:
             self._track(self.loop.create_task(self._on_disconnect(engine)))
 
     def drop_work(self, engine: ServerListener) -> None:
-        """The connection closes: cancel every task it started, forget what it queued."""
+        """The connection closes: it leaves ``clients`` and its channels at once (so nothing is
+        sent to it any more), every task it started is cancelled, what it queued forgotten."""
+        if engine.conn is not None:  # not now: a fan-out may be iterating those very sets
+            self.loop.call_soon(self._forget, engine)
         for tasks in (engine.streams, engine.calls):
             for task in tasks.values():
                 if task is not None:
@@ -550,6 +558,12 @@ class ServerCore:
             engine.inbox.clear()
         engine.wake_writers()
         engine.wake_early()
+
+    def _forget(self, engine: ServerListener) -> None:
+        """A closing connection leaves ``clients`` and its channels."""
+        conn = engine.conn
+        self.hub.clients.discard(conn)
+        self.hub.unsubscribe_all(conn)
 
     async def _on_disconnect(self, engine: ServerListener) -> None:
         connect_task = engine.connect_task
@@ -722,7 +736,7 @@ class ServerListener(MessageListener):  # noqa: F405
         self.paused = 0  # bit set of reasons reading is paused (PAUSE_*)
         self.blocked_since = 0.0  # loop time the backlog went above max_send_buffer (0: it is not)
         self.writers: list[asyncio.Future[None]] | None = None  # streams waiting for the backlog to drain
-        self.inbox: deque[Packet[Any]] | None = None  # packets waiting for on_receive
+        self.inbox: deque[Any] | None = None  # packets (and RPC requests behind them) waiting for on_receive
         self.receiving = False  # an on_receive drain task is running
         self.queue: asyncio.Queue[Any] | None = None  # packets waiting for recv()
         self.remote: tuple[str, int] | None = None
@@ -1002,7 +1016,10 @@ class ServerListener(MessageListener):  # noqa: F405
         packet = decode_packet(payload, as_json)
         rpc = packet.rpc
         if packet.source is _RPC and type(rpc) is RPCRequest:
-            self.core.call(self, rpc)
+            if self.receiving:  # on_receive still handles earlier packets: this call waits its turn (0.5.x order)
+                self.core.receive(self, rpc)
+            else:
+                self.core.call(self, rpc)
             return
         if packet.data is payload and packet.source is _UNKNOWN:  # not a valid packet
             call_id = salvage_call_id(payload, as_json)

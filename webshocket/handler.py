@@ -123,6 +123,8 @@ class WebSocketHandler(Generic[TState]):
             raise ValueError("Function is a non-RPC method.")
         name = str(alias_name or getattr(func, "_rpc_alias_name", None) or getattr(func, "__name__", repr(func)))
         methods = self._hub.methods
+        if name in methods and methods[name].func == func:
+            return  # the same function again: nothing to do
         if name in methods and not replace:
             raise ValueError(
                 f"an RPC method named {name!r} is registered already ({methods[name]!r}); "
@@ -135,10 +137,10 @@ class WebSocketHandler(Generic[TState]):
     def subscribe(self, client: ClientConnection[Any], channel: str | Iterable[str]) -> None:
         """Subscribe ``client`` to one or more channels or glob patterns.
 
-        Raises:
-            SubscriptionLimitError: that would exceed the client's ``max_subscribed_channels``.
+        The server's own call: as in 0.5.x, ``max_subscribed_channels`` limits only
+        ``connection.subscribe`` (what a client's request makes the connection do).
         """
-        self._hub.subscribe(client, channel)
+        self._hub.subscribe(client, channel, limited=False)
 
     def unsubscribe(self, client: ClientConnection[Any], channel: str | Iterable[str]) -> None:
         """Unsubscribe ``client`` from one or more channels or patterns."""

@@ -89,15 +89,16 @@ class Hub:
 
     # ------------------------------------------------------------------ subscriptions
 
-    def subscribe(self, client: Member, channel: str | Iterable[str]) -> None:
+    def subscribe(self, client: Member, channel: str | Iterable[str], limited: bool = True) -> None:
         """Subscribe ``client`` to channels or patterns, all or none.
 
         Raises:
-            SubscriptionLimitError: that would exceed the client's ``max_subscribed_channels``.
+            SubscriptionLimitError: ``limited`` and that would exceed the client's
+                ``max_subscribed_channels``.
         """
         names = channel_names(channel)
         own = self.subscriptions.get(client)
-        limit = client.max_subscribed_channels
+        limit = client.max_subscribed_channels if limited else None
         if limit:
             have = 0 if own is None else len(own)
             new = {name for name in names if own is None or name not in own}

@@ -7,6 +7,7 @@ import logging
 import signal
 import ssl
 from collections.abc import Callable
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -176,25 +177,45 @@ class WebSocketServer(Generic[H]):
         """Clients beyond this many are refused (None: no limit)."""
         return self.config.max_connection
 
+    @max_connection.setter
+    def max_connection(self, value: int | None) -> None:
+        self._reconfigure(max_connection=value)
+
     @property
     def max_message_size(self) -> int:
         """Largest message accepted (bytes)."""
         return self.config.max_message_size
+
+    @max_message_size.setter
+    def max_message_size(self, value: int) -> None:
+        self._reconfigure(max_message_size=value)
 
     @property
     def max_send_buffer(self) -> int:
         """Outgoing bytes buffered per connection before it counts as a slow consumer."""
         return self.config.max_send_buffer
 
+    @max_send_buffer.setter
+    def max_send_buffer(self, value: int) -> None:
+        self._reconfigure(max_send_buffer=value)
+
     @property
     def slow_consumer_policy(self) -> str:
         """``"disconnect"`` or ``"drop"``."""
         return self.config.slow_consumer_policy
 
+    @slow_consumer_policy.setter
+    def slow_consumer_policy(self, value: str) -> None:
+        self._reconfigure(slow_consumer_policy=value)
+
     @property
     def max_inflight_rpcs(self) -> int:
         """RPCs of one connection running or queued before reading from it pauses."""
         return self.config.max_inflight_rpcs
+
+    @max_inflight_rpcs.setter
+    def max_inflight_rpcs(self, value: int) -> None:
+        self._reconfigure(max_inflight_rpcs=value)
 
     @property
     def clients(self) -> set[ClientConnection[Any]]:
@@ -205,6 +226,12 @@ class WebSocketServer(Generic[H]):
     def channels(self) -> dict[str, set[ClientConnection[Any]]]:
         """Exact channel name -> subscribers."""
         return self.handler.channels
+
+    def _reconfigure(self, **changes: Any) -> None:
+        """Change options (0.5.x let applications assign them); connections made after see them."""
+        self.config = replace(self.config, **changes)
+        if self._core is not None:
+            self._core.config = self.config
 
     def metrics(self) -> dict[str, int]:
         """Counters (:data:`~webshocket.handler.STAT_NAMES`) and gauges, as a new dict.

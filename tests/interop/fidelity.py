@@ -163,7 +163,51 @@ async def serialize_edges() -> dict[str, Any]:
     }
 
 
+class Ordered(WebSocketHandler):
+    """A plain packet logs in (on_receive, which takes a moment); the RPC after it must see it."""
+
+    async def on_receive(self, connection: Any, packet: Any) -> None:
+        await asyncio.sleep(0.05)
+        connection.session_state["user"] = packet.data
+
+    @rpc_method()
+    async def whoami(self, connection: Any) -> Any:
+        return connection.session_state.get("user")
+
+    @rpc_method()
+    async def many(self, connection: Any, count: int) -> int:
+        self.subscribe(connection, [f"c{i}" for i in range(count)])  # the server's own call
+        return len(connection.subscribed_channel)
+
+
+async def api_edges() -> dict[str, Any]:
+    port = free_port()
+    server = WebSocketServer("127.0.0.1", port, clientHandler=Ordered, max_subscribed_channels=5)
+    await server.start()
+    result: dict[str, Any] = {}
+    try:
+        async with WebSocketClient(f"ws://127.0.0.1:{port}") as client:
+            client.send("alice")
+            result["rpc after on_receive"] = (await client.send_rpc("whoami")).response
+            reply = await client.send_rpc("many", 8)
+            result["handler.subscribe past the limit"] = reply.response if reply.error is None else int(reply.error)
+        server.max_connection = 7  # 0.5.x applications assign options
+        result["max_connection assigned"] = server.max_connection
+
+        async def extra(connection: Any) -> str:
+            return "extra"
+
+        extra = rpc_method(alias_name="extra")(extra)
+        server.handler.register_rpc_method(extra)
+        server.handler.register_rpc_method(extra)  # the same function twice
+        result["registered twice"] = True
+    finally:
+        await server.close()
+    return result
+
+
 CASES = {
+    "api_edges": api_edges,
     "serialize_edges": serialize_edges,
     "rate_limit_edges": rate_limit_edges,
     "connect_errors": connect_errors,
