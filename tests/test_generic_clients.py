@@ -55,7 +55,7 @@ async def recv_json(ws: RawConnection, timeout: float = 2.0) -> dict[str, Any]:
 
 
 def assert_key_order(packet: dict[str, Any]) -> None:
-    """Keys in PROTOCOL.md table order, nulls of the packet left out, every rpc key present in order."""
+    """Keys in docs/protocol.md table order, nulls of the packet left out, every rpc key present in order."""
     keys = list(packet)
     assert keys == [k for k in PACKET_KEYS if k in packet]
     assert all(packet[k] is not None for k in keys), packet

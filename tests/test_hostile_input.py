@@ -1,6 +1,6 @@
 """Hostile and broken input over real sockets.
 
-Bad packets never close the connection by themselves (PROTOCOL.md): a malformed RPC request
+Bad packets never close the connection by themselves (docs/protocol.md): a malformed RPC request
 whose ``call_id`` can be read gets an INVALID_PARAMS reply, anything else reaches
 ``on_receive`` as an UNKNOWN packet carrying the raw bytes. Only WebSocket-level violations
 (invalid UTF-8 in a text frame) close the offending connection, and never another one.

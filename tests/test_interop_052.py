@@ -527,7 +527,7 @@ def test_050_writes_null_keys_that_we_accept(codec_050: CodecRun) -> None:
 @pytest.mark.parametrize("key", ["rpc", "channel", "timestamp", "correlation_id", "data"])
 @pytest.mark.parametrize(("dialect", "as_json"), DIALECTS, ids=[d for d, _ in DIALECTS])
 def test_null_valued_keys_are_accepted(key: str, dialect: str, as_json: bool) -> None:
-    """PROTOCOL.md: readers accept keys present with null."""
+    """docs/protocol.md: readers accept keys present with null."""
     obj = {"source": 4, "data": {"x": 1}, key: None}
     raw = json.dumps(obj).encode() if as_json else _msgpack_map(obj)
     expected = Packet(PacketSource.CUSTOM, None if key == "data" else {"x": 1})

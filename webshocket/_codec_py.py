@@ -1,6 +1,6 @@
 """Pure-Python packet objects and codec (twin of the compiled ``_codec_c``).
 
-Writes packets byte-for-byte as PROTOCOL.md describes: keys in table order, null
+Writes packets byte-for-byte as docs/protocol.md describes: keys in table order, null
 keys of the packet left out, all keys of an ``rpc`` map written. msgpack for
 framework clients, compact UTF-8 JSON for generic ones.
 """

@@ -1,4 +1,4 @@
-"""Packet objects of the wire format (see PROTOCOL.md).
+"""Packet objects of the wire format (see docs/protocol.md).
 
 :class:`Packet` is one WebSocket message; :class:`RPCRequest` and
 :class:`RPCResponse` travel in its ``rpc`` field. The classes and the codec come

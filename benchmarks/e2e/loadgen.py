@@ -151,7 +151,7 @@ class Template:
 
 
 def request(method: str, args: list[Any], call_id: str) -> dict[str, Any]:
-    """An RPC request packet (PROTOCOL.md: all five ``rpc`` keys, in order)."""
+    """An RPC request packet (docs/protocol.md: all five ``rpc`` keys, in order)."""
     return {"source": 5, "rpc": {"type": "request", "method": method, "args": args, "kwargs": {}, "call_id": call_id}}
 
 

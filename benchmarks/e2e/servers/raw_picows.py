@@ -3,7 +3,7 @@
 The floor a framework on picows can approach: one listener per connection, msgpack decode
 of each request, msgpack encode of each reply and one ``transport.send`` per reply; a
 publish is encoded once (one ``packb``) and the same bytes are sent to every subscriber.
-Replies are byte-compatible with PROTOCOL.md (same keys, same order). No fragmentation,
+Replies are byte-compatible with docs/protocol.md (same keys, same order). No fragmentation,
 no JSON dialect, no error handling beyond "unknown method": not a server, a yardstick.
 
 Usage: ``python raw_picows.py PORT``; prints ``READY PORT {json info}`` once accepting and
