@@ -242,6 +242,19 @@ async def test_the_on_receive_inbox_is_bounded_and_reading_pauses() -> None:
         ws.writer.transport.abort()
 
 
+async def test_the_inbox_is_bounded_in_bytes_too() -> None:
+    async with running_server(SlowReceiver, max_queued_bytes=2 * MiB) as server, connected_client(server) as good:
+        ws, conn = await raw(server)
+        blob = msgpack.packb({"source": 1, "data": b"x" * (900 * KiB)})
+        for _ in range(40):  # 36 MiB of packets for an on_receive that never returns
+            ws.send_frame(BINARY, blob)
+        await wait_until(lambda: engine_of(conn).paused != 0, timeout=5)
+        await asyncio.sleep(0.3)
+        assert engine_of(conn).held <= 2 * MiB + 2 * len(blob), engine_of(conn).held  # the bound, plus one read
+        await answered(good)
+        ws.writer.transport.abort()
+
+
 async def test_messages_during_a_long_on_connect_are_bounded() -> None:
     async with running_server(SlowConnect, packet_qsize=8) as server:
         ws, conn = await raw(server)

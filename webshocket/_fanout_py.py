@@ -76,7 +76,7 @@ class Sink:
         flusher: Flusher | None = None,
         stats: dict[str, int] | None = None,
         on_slow: Callable[[], None] | None = None,
-        max_backlog: int = 16 * DEFAULT_MAX_SEND_BUFFER,
+        max_backlog: int = 64 * DEFAULT_MAX_SEND_BUFFER,
         patient: bool = True,
     ) -> None:
         self.transport = transport  # picows WSTransport

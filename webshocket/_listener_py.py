@@ -70,6 +70,8 @@ PAUSE_BACKLOG = 8
 """Reading paused: more than ``max_send_buffer`` bytes wait to be written to this client."""
 PAUSE_CONNECTING = 16
 """Reading paused: ``packet_qsize`` messages arrived while ``on_connect`` still runs."""
+PAUSE_HELD_BYTES = 32
+"""Reading paused: messages read but not yet handled hold more than ``max_queued_bytes``."""
 
 STREAM_YIELD_EVERY = 16
 """A stream gives the event loop a turn after this many chunks, even if its generator never waits."""
@@ -436,16 +438,17 @@ class ServerCore:
 
     # ------------------------------------------------------------------ non-RPC packets
 
-    def receive(self, engine: ServerListener, packet: Any) -> None:
+    def receive(self, engine: ServerListener, packet: Any, size: int = 0) -> None:
         """Hand a non-RPC packet to the handler, preserving per-connection order (an RPC request
         that arrives while ``on_receive`` still runs waits in the same line, as in 0.5.x)."""
         if self.queue_packets:
-            engine.enqueue(packet)
+            engine.enqueue(packet, size)
             return
         inbox = engine.inbox
         if inbox is None:
             inbox = engine.inbox = deque()
-        inbox.append(packet)
+        inbox.append((packet, size))
+        engine.hold(size)
         if len(inbox) >= engine.packet_qsize:
             engine.pause_reading(PAUSE_QUEUE)
         if not engine.receiving:
@@ -460,7 +463,8 @@ class ServerCore:
         low = engine.packet_qsize // 2
         try:
             while inbox:
-                packet = inbox.popleft()
+                packet, size = inbox.popleft()
+                engine.unhold(size)
                 if engine.paused & PAUSE_QUEUE and len(inbox) <= low:
                     engine.resume_reading(PAUSE_QUEUE)
                 if type(packet) is RPCRequest:  # it came after packets that were still in on_receive
@@ -556,6 +560,7 @@ class ServerCore:
         engine.pending = []
         if engine.inbox:
             engine.inbox.clear()
+        engine.held = 0
         engine.wake_writers()
         engine.wake_early()
 
@@ -692,11 +697,13 @@ class ServerListener(MessageListener):  # noqa: F405
         "core",
         "draining",
         "early",
+        "held",
         "hub",
         "in_ready",
         "inbox",
         "inflight",
         "is_open",
+        "max_held",
         "max_subscribed_channels",
         "packet_qsize",
         "paused",
@@ -720,6 +727,8 @@ class ServerListener(MessageListener):  # noqa: F405
         self.hub = core.hub
         self.client_type = client_type
         self.packet_qsize = config.packet_qsize
+        self.max_held = config.max_queued_bytes
+        self.held = 0  # bytes of messages read and not yet handled (held, in the inbox or the recv() queue)
         self.max_subscribed_channels = config.max_subscribed_channels
         self.transport: Any = None  # picows WSTransport, once connected
         self.sink: _fanout.Sink = None  # type: ignore[assignment]  # made once connected, like conn
@@ -885,6 +894,18 @@ class ServerListener(MessageListener):  # noqa: F405
         self.writers.append(waiter)
         await waiter
 
+    def hold(self, size: int) -> None:
+        """``size`` more bytes of messages read are waiting to be handled."""
+        self.held += size
+        if self.held > self.max_held:
+            self.pause_reading(PAUSE_HELD_BYTES)
+
+    def unhold(self, size: int) -> None:
+        """``size`` bytes of waiting messages were handled."""
+        self.held -= size
+        if self.paused & PAUSE_HELD_BYTES and self.held <= self.max_held // 2:
+            self.resume_reading(PAUSE_HELD_BYTES)
+
     def wake_writers(self) -> None:
         writers = self.writers
         if writers:
@@ -893,12 +914,13 @@ class ServerListener(MessageListener):  # noqa: F405
                 if not waiter.done():
                     waiter.set_result(None)
 
-    def enqueue(self, packet: Packet[Any]) -> None:
-        """Queue a packet for ``recv()``; pause reading while the queue is full."""
+    def enqueue(self, packet: Packet[Any], size: int = 0) -> None:
+        """Queue a packet (of a ``size``-byte message) for ``recv()``; pause reading while the queue is full."""
         queue = self.queue
         if queue is None:
             queue = self.queue = asyncio.Queue()
-        queue.put_nowait(packet)
+        queue.put_nowait((packet, size))
+        self.hold(size)
         if queue.qsize() >= self.packet_qsize:
             self.pause_reading(PAUSE_QUEUE)
 
@@ -928,6 +950,8 @@ class ServerListener(MessageListener):  # noqa: F405
         if packet is _CLOSED:
             queue.put_nowait(_CLOSED)  # keep waking later callers
             raise ConnectionClosedError("Connection closed.")
+        packet, size = packet
+        self.unhold(size)
         if self.paused & PAUSE_QUEUE and queue.qsize() <= self.packet_qsize // 2:
             self.resume_reading(PAUSE_QUEUE)
         return packet  # type: ignore[no-any-return]
@@ -940,6 +964,7 @@ class ServerListener(MessageListener):  # noqa: F405
             pending = self.pending
             if pending:
                 payload = pending.pop(0)
+                self.unhold(len(payload))
                 if self.paused & PAUSE_CONNECTING and len(pending) <= self.packet_qsize // 2:
                     self.resume_reading(PAUSE_CONNECTING)
                 return decode_packet(payload, self.sink.as_json)
@@ -987,6 +1012,7 @@ class ServerListener(MessageListener):  # noqa: F405
         if self.paused or not self.ready or self.pending:  # held, in order, until dispatching may go on
             pending = self.pending
             pending.append(payload)
+            self.hold(len(payload))
             if not self.ready:
                 if len(pending) >= self.packet_qsize:
                     self.pause_reading(PAUSE_CONNECTING)
@@ -1005,7 +1031,9 @@ class ServerListener(MessageListener):  # noqa: F405
         try:
             pending = self.pending
             while pending and not self.paused and self.is_open:
-                self.dispatch(pending.pop(0))
+                payload = pending.pop(0)
+                self.unhold(len(payload))
+                self.dispatch(payload)
         finally:
             self.draining = False
 
@@ -1017,7 +1045,7 @@ class ServerListener(MessageListener):  # noqa: F405
         rpc = packet.rpc
         if packet.source is _RPC and type(rpc) is RPCRequest:
             if self.receiving:  # on_receive still handles earlier packets: this call waits its turn (0.5.x order)
-                self.core.receive(self, rpc)
+                self.core.receive(self, rpc, 0)
             else:
                 self.core.call(self, rpc)
             return
@@ -1027,4 +1055,4 @@ class ServerListener(MessageListener):  # noqa: F405
                 reply(self, call_id, INVALID_REQUEST, _INVALID_PARAMS, False, True)
                 return
             _logger.debug("Invalid packet from %s (%d bytes)", self.remote_address(), len(payload))
-        self.core.receive(self, packet)
+        self.core.receive(self, packet, len(payload))

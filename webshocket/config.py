@@ -32,9 +32,10 @@ class ServerConfig:
     rpc_task_reserve: int = 4
     rpc_task_share: int | None = None
     slow_consumer_timeout: float = 5.0
-    max_send_backlog: int = 16 * DEFAULT_MAX_SEND_BUFFER
+    max_send_backlog: int = 64 * DEFAULT_MAX_SEND_BUFFER
     max_total_send_backlog: int = 256 * 1024 * 1024
     max_message_frames: int = 1024
+    max_queued_bytes: int = 4 * DEFAULT_MAX_MESSAGE_SIZE
     handshake_timeout: float | None = 5.0
     error_detail: str = "full"
 
@@ -66,6 +67,8 @@ class ServerConfig:
             raise ValueError("max_send_backlog must be at least max_send_buffer")
         if self.max_total_send_backlog < self.max_send_backlog:
             raise ValueError("max_total_send_backlog must be at least max_send_backlog")
+        if self.max_queued_bytes < 1:
+            raise ValueError("max_queued_bytes must be positive")
         if self.max_message_frames < 1:
             raise ValueError("max_message_frames must be at least 1")
         if self.error_detail not in ("full", "minimal"):

@@ -100,6 +100,8 @@ class WebSocketServer(Generic[H]):
         max_total_send_backlog: bytes held for all connections together; above it, the
             largest backlogs are closed first.
         max_message_frames: frames one (fragmented) message may take; above it, close 1009.
+        max_queued_bytes: bytes of messages read from one connection and not yet handled
+            (held, waiting for ``on_receive`` or ``recv()``); above it reading pauses.
         handshake_timeout: seconds a new connection has to finish its TLS and WebSocket
             handshakes (None: no limit).
         error_detail: what a client learns of an unexpected exception in an RPC method:
@@ -130,9 +132,10 @@ class WebSocketServer(Generic[H]):
         rpc_task_reserve: int = 4,
         rpc_task_share: int | None = None,
         slow_consumer_timeout: float = 5.0,
-        max_send_backlog: int = 16 * DEFAULT_MAX_SEND_BUFFER,
+        max_send_backlog: int = 64 * DEFAULT_MAX_SEND_BUFFER,
         max_total_send_backlog: int = 256 * 1024 * 1024,
         max_message_frames: int = DEFAULT_MAX_MESSAGE_FRAMES,
+        max_queued_bytes: int = 4 * DEFAULT_MAX_MESSAGE_SIZE,
         handshake_timeout: float | None = 5.0,
         error_detail: str = "full",
     ) -> None:
@@ -153,6 +156,7 @@ class WebSocketServer(Generic[H]):
             max_send_backlog=max_send_backlog,
             max_total_send_backlog=max_total_send_backlog,
             max_message_frames=max_message_frames,
+            max_queued_bytes=max_queued_bytes,
             handshake_timeout=handshake_timeout,
             error_detail=error_detail,
         )

@@ -54,7 +54,7 @@ cdef class ServerCore:
     cdef bint _start_next(self, ServerListener engine, bint pooled) except -1
     cdef _serve_ready(self)
     cdef _failed(self, ServerListener engine, object call_id, object exc)
-    cpdef receive(self, ServerListener engine, object packet)
+    cpdef receive(self, ServerListener engine, object packet, Py_ssize_t size=*)
     cpdef watch(self, ServerListener engine)
     cpdef drop_work(self, ServerListener engine)
     cpdef str error_text(self, object exc, str what)
@@ -65,6 +65,8 @@ cdef class ServerListener(MessageListener):
     cdef public object hub
     cdef public object client_type
     cdef public Py_ssize_t packet_qsize
+    cdef public Py_ssize_t max_held
+    cdef public Py_ssize_t held
     cdef public object max_subscribed_channels
     cdef public WSTransport transport
     cdef public Sink sink
@@ -104,7 +106,9 @@ cdef class ServerListener(MessageListener):
     cpdef resume_reading(self, int reason)
     cpdef wake_writers(self)
     cpdef wake_early(self)
-    cpdef enqueue(self, object packet)
+    cpdef enqueue(self, object packet, Py_ssize_t size=*)
+    cpdef hold(self, Py_ssize_t size)
+    cpdef unhold(self, Py_ssize_t size)
     cpdef on_message(self, bytes payload)
     cpdef release(self)
     cpdef dispatch(self, bytes payload)
