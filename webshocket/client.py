@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 import random
 import ssl
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from picows import WSCloseCode, WSError, WSFrame, WSTransport, ws_connect
@@ -29,17 +32,56 @@ from .exceptions import (
 from .packets import Packet, RPCResponse
 from .utils import generate_uuid
 
-__all__ = ["WebSocketClient"]
+__all__ = [
+    "DEFAULT_MAX_RETRY_INTERVAL",
+    "NO_RECONNECT_CLOSE_CODES",
+    "OnDisconnect",
+    "OnReconnect",
+    "WebSocketClient",
+]
 
 _logger = logging.getLogger("webshocket.client")
 _CUSTOM = int(PacketSource.CUSTOM)
 _RPC = PacketSource.RPC
 _CLOSED = object()
+_T = TypeVar("_T")
+
+NO_RECONNECT_CLOSE_CODES: frozenset[int] = frozenset({1000, 1002, 1003, 1007, 1008, 1009, 1010, 4001, 4003, 4401, 4403})
+"""Close codes after which a ``connect(retry=True)`` client does not reconnect: the server
+meant it. 1000 normal (also a close frame without a code), 1008 policy violation, the
+protocol errors 1002/1003/1007/1009/1010 (the same client would repeat them), and the
+"unauthorized"/"forbidden" application codes 4001, 4003, 4401, 4403. Any other code
+(1001 going away, 1011, 1012 service restart, 1013 try again later, 4008 slow consumer,
+...) and a drop without a close frame reconnect."""
+
+DEFAULT_MAX_RETRY_INTERVAL = 30.0
+"""Default cap, in seconds, of the wait between two reconnect attempts."""
+
+OnDisconnect = Callable[[int | None], Awaitable[None] | None]
+"""``on_disconnect(code)``: the connection was lost; ``code`` is the server's close code (None: no close frame)."""
+
+OnReconnect = Callable[[bool], Awaitable[None] | None]
+"""``on_reconnect(recovered)``: reconnected; ``recovered``: the server kept the session (for now always False)."""
+
+
+@dataclass(frozen=True)
+class _Retry:
+    """How a ``connect(retry=True)`` client reconnects after a drop."""
+
+    attempts: int
+    interval: float
+    max_interval: float
+    options: dict[str, Any]  # connect()'s other keywords, for ws_connect
+
+    def delay(self, attempt: int) -> float:
+        """Seconds before reconnect attempt ``attempt`` (0-based): capped exponential backoff, equal jitter."""
+        ceiling = max(0.0, min(self.max_interval, self.interval * 2.0 ** min(attempt, 64)))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 class _ClientListener(MessageListener):
     """The client's side of one connection: checked messages in (the server's frame layer),
-    the close code the server sent, and the transport once connected."""
+    the close code the server sent, the transport while connected, and reading paused or not."""
 
     def __init__(
         self,
@@ -50,8 +92,9 @@ class _ClientListener(MessageListener):
         super().__init__(max_message_size)
         self.deliver = on_message
         self.gone = on_gone
-        self.transport: WSTransport | None = None
+        self.transport: WSTransport | None = None  # None before the handshake and once closing or closed
         self.close_code: WSCloseCode | int | None = None
+        self.paused = False  # reading paused: recv()'s buffer is full
 
     def on_message(self, payload: bytes) -> None:
         self.deliver(payload)
@@ -59,12 +102,32 @@ class _ClientListener(MessageListener):
     def on_close_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         self.close_code = frame.get_close_code() if frame.payload_size else WSCloseCode.OK
         super().on_close_frame(transport, frame)
+        self._lost()  # closing: nothing more is written to it
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self.gone(self)
+        self._lost()
+
+    def _lost(self) -> None:
+        if self.transport is not None:
+            self.transport = None
+            self.gone(self)
+
+    def pause(self) -> None:
+        """Stop reading the socket (the client's recv() buffer is full)."""
+        transport = self.transport
+        if not self.paused and transport is not None:
+            self.paused = True
+            transport.underlying_transport.pause_reading()
+
+    def resume(self) -> None:
+        """Read the socket again."""
+        transport = self.transport
+        if self.paused and transport is not None:
+            self.paused = False
+            transport.underlying_transport.resume_reading()
 
 
 class WebSocketClient:
@@ -82,6 +145,13 @@ class WebSocketClient:
             channel, broadcast). Without it, pushed packets are read with :meth:`recv`.
         ssl_context: client SSL context for ``wss://``.
         max_packet_qsize: pushed packets buffered for :meth:`recv` before reading pauses.
+        on_disconnect: called with the close code (None: no close frame) when the
+            connection is lost, not after :meth:`close`. See :data:`OnDisconnect`.
+        on_reconnect: called with ``recovered`` after an automatic reconnect. See :data:`OnReconnect`.
+
+    Both callbacks may be plain functions or coroutine functions (run as tasks); what
+    they raise is logged. :attr:`no_reconnect_codes` holds the close codes that end a
+    ``connect(retry=True)`` client instead of reconnecting it.
     """
 
     def __init__(
@@ -92,39 +162,43 @@ class WebSocketClient:
         ssl_context: ssl.SSLContext | None = None,
         max_packet_qsize: int = 128,
         max_message_size: int = DEFAULT_CLIENT_MAX_MESSAGE_SIZE,
+        on_disconnect: OnDisconnect | None = None,
+        on_reconnect: OnReconnect | None = None,
     ) -> None:
         parts = urlsplit(uri)
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise InvalidURIError(f"Invalid WebSocket URI {uri!r}: expected ws://host[:port][/path] or wss://...")
         self.uri = uri
         self.on_receive_callback = on_receive
+        self.on_disconnect_callback = on_disconnect
+        self.on_reconnect_callback = on_reconnect
+        self.no_reconnect_codes: frozenset[int] = NO_RECONNECT_CLOSE_CODES
         self.ssl_context = ssl_context
         self.state = ConnectionState.DISCONNECTED
         self.logger = _logger
         self.max_packet_qsize = max_packet_qsize
         self.max_message_size = max_message_size
-        self._transport: WSTransport | None = None
+        self._listener: _ClientListener | None = None  # the current (or last) connection
         self._packet_queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._paused = False
-        self._pending: dict[str, asyncio.Future[RPCResponse]] = {}
+        self._recv_closed = False  # the queue ends with _CLOSED: nothing more will arrive
+        self._pending: dict[str, asyncio.Future[RPCResponse | None]] = {}  # None: lost in flight, reconnecting
         self._streams: dict[str, asyncio.Queue[Any]] = {}
         self._inbox: list[Packet[Any]] = []
         self._receiving = False
         self._receive_task: asyncio.Task[None] | None = None
-        self._listener: _ClientListener | None = None  # the current connection's listener
+        self._retry: _Retry | None = None  # set by a successful connect(retry=True)
+        self._outage: asyncio.Future[None] | None = None  # while reconnecting: done when that ends
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._gave_up: tuple[str, BaseException | None] | None = None  # why reconnecting failed
+        self._callback_tasks: set[asyncio.Future[None]] = set()
 
     # ------------------------------------------------------------------ connecting
 
-    async def _connect_once(self, **kwargs: Any) -> None:
-        if self._transport is not None:
-            await self.close()
-        self.state = ConnectionState.CONNECTING
-        # Fresh per-connection buffers, before the first frame can arrive.
-        self._packet_queue = asyncio.Queue()
-        self._paused = False
+    async def _open(self, options: dict[str, Any]) -> _ClientListener:
+        """One connection attempt; ``options`` are ws_connect's keywords."""
         headers = {"Sec-WebSocket-Protocol": DEFAULT_WEBSHOCKET_SUBPROTOCOL}
-        headers.update(kwargs.pop("extra_headers", None) or {})
-        kwargs.setdefault("max_frame_size", self.max_message_size)
+        headers.update(options.pop("extra_headers", None) or {})
+        options.setdefault("max_frame_size", self.max_message_size)
         try:
             transport, listener = await ws_connect(
                 lambda: _ClientListener(self.max_message_size, self._on_message, self._on_gone),
@@ -134,20 +208,34 @@ class WebSocketClient:
                 enable_auto_ping=True,
                 enable_auto_pong=False,  # the frame layer answers pings after checking them
                 logger_name="webshocket.client.picows",
-                **kwargs,
+                **options,
             )
         except (OSError, WSError, asyncio.TimeoutError, TimeoutError, EOFError) as exc:
-            self.state = ConnectionState.DISCONNECTED
             raise connection_failed(f"Could not connect to {self.uri}: {exc}", exc) from exc
+        if transport.is_disconnected:  # the peer hung up during the handshake
+            raise ConnectionFailedError(f"Could not connect to {self.uri}: connection closed during the handshake")
+        assert isinstance(listener, _ClientListener)
+        if listener.transport is None:  # a close frame came with the handshake (e.g. 1013: server full)
+            raise ConnectionFailedError(
+                f"Could not connect to {self.uri}: the server closed at once (code {listener.close_code})"
+            )
+        return listener
+
+    async def _connect_once(self, **kwargs: Any) -> None:
+        listener = self._listener
+        if listener is not None and listener.transport is not None:
+            await self.close()
+        self.state = ConnectionState.CONNECTING
+        if self._recv_closed:  # fresh buffer, before the first frame can arrive
+            self._packet_queue = asyncio.Queue()
+            self._recv_closed = False
+        try:
+            listener = await self._open(kwargs)
         except BaseException:
             self.state = ConnectionState.DISCONNECTED
             raise
-        if transport.is_disconnected:  # the peer hung up during the handshake
-            self.state = ConnectionState.DISCONNECTED
-            raise ConnectionFailedError(f"Could not connect to {self.uri}: connection closed during the handshake")
-        assert isinstance(listener, _ClientListener)
-        self._transport = transport
         self._listener = listener
+        self._gave_up = None
         self.state = ConnectionState.CONNECTED
         self.logger.info("Successfully connected to %s", self.uri)
 
@@ -156,37 +244,48 @@ class WebSocketClient:
         retry: bool = False,
         max_retry_attempt: int = 3,
         retry_interval: float = 2,
+        max_retry_interval: float = DEFAULT_MAX_RETRY_INTERVAL,
         **kwargs: Any,
     ) -> WebSocketClient:
         """Connect to the server.
 
         With ``retry=True``, failed attempts are retried up to ``max_retry_attempt``
         times, waiting ``retry_interval * 2**attempt`` seconds plus up to one second
-        of random jitter between attempts.
+        of random jitter between attempts. Once connected, the client also reconnects
+        by itself when the connection drops (see the README, "Auto-retry"): up to
+        ``max_retry_attempt`` attempts per outage, attempt *n* after a wait between half
+        and all of ``min(max_retry_interval, retry_interval * 2**n)`` seconds.
 
         Raises:
             ConnectionFailedError: the connection (every attempt of it) failed.
         """
-        if not retry:
-            await self._connect_once(**kwargs)
-            return self
-        attempts = max(1, max_retry_attempt)
-        last: Exception | None = None
-        for attempt in range(attempts):
-            try:
-                await self._connect_once(**dict(kwargs))
+        await self._stop_reconnecting()  # this call takes over from an automatic reconnect
+        self._retry = None
+        try:
+            if not retry:
+                await self._connect_once(**kwargs)
                 return self
-            except ConnectionFailedError as exc:
-                last = exc
-                if attempt + 1 < attempts:
-                    delay = retry_interval * (2**attempt) + random.uniform(0, 1)
-                    self.logger.info("Connection attempt %d failed, retrying in %.2fs", attempt + 1, delay)
-                    await asyncio.sleep(delay)
-        self.state = ConnectionState.DISCONNECTED
-        raise connection_failed(
-            f"All connection attempts failed after multiple retries. ({attempts} attempts to {self.uri}; last: {last})",
-            last,
-        ) from last
+            attempts = max(1, max_retry_attempt)
+            last: Exception | None = None
+            for attempt in range(attempts):
+                try:
+                    await self._connect_once(**dict(kwargs))
+                    self._retry = _Retry(attempts, retry_interval, max_retry_interval, dict(kwargs))
+                    return self
+                except ConnectionFailedError as exc:
+                    last = exc
+                    if attempt + 1 < attempts:
+                        delay = retry_interval * (2**attempt) + random.uniform(0, 1)
+                        self.logger.info("Connection attempt %d failed, retrying in %.2fs", attempt + 1, delay)
+                        await asyncio.sleep(delay)
+            self.state = ConnectionState.DISCONNECTED
+            raise connection_failed(
+                "All connection attempts failed after multiple retries. "
+                f"({attempts} attempts to {self.uri}; last: {last})",
+                last,
+            ) from last
+        finally:
+            self._end_outage()  # calls waiting on a reconnect see the outcome
 
     @property
     def close_code(self) -> WSCloseCode | int | None:
@@ -199,11 +298,159 @@ class WebSocketClient:
         """True while connected."""
         return self.state is ConnectionState.CONNECTED
 
-    def _require_connection(self, what: str) -> WSTransport:
-        transport = self._transport
-        if transport is None or self.state is not ConnectionState.CONNECTED:
-            raise ConnectionClosedError(f"Cannot {what}: client is not connected.")
-        return transport
+    @property
+    def reconnecting(self) -> bool:
+        """True from a drop until the automatic reconnect succeeds or gives up."""
+        return self._outage is not None
+
+    def _live(self) -> tuple[_ClientListener, WSTransport] | None:
+        listener = self._listener
+        if listener is None or self.state is not ConnectionState.CONNECTED:
+            return None
+        transport = listener.transport
+        return None if transport is None else (listener, transport)
+
+    async def _wait_live(self, what: str, deadline: float | None) -> tuple[_ClientListener, WSTransport]:
+        """The connection; while reconnecting, wait for it until ``deadline`` (loop time).
+
+        Raises:
+            ConnectionClosedError: not connected and not reconnecting.
+            ConnectionFailedError: reconnecting gave up while this call waited.
+            TimeoutError: the deadline passed first.
+        """
+        loop = asyncio.get_running_loop()
+        waited = False
+        while True:
+            live = self._live()
+            if live is not None:
+                return live
+            outage = self._outage
+            if outage is None:
+                if waited and self._gave_up is not None:
+                    raise connection_failed(*self._gave_up)
+                raise ConnectionClosedError(f"Cannot {what}: client is not connected.")
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError
+            done, _ = await asyncio.wait((outage,), timeout=remaining)
+            if not done:
+                raise TimeoutError
+            waited = True
+
+    # ------------------------------------------------------------------ reconnecting
+
+    def _on_gone(self, listener: _ClientListener) -> None:
+        """The connection of ``listener`` went down: reconnect, or fail what waits on it."""
+        if listener is not self._listener:
+            return
+        close_code = listener.close_code
+        code = close_code.value if isinstance(close_code, WSCloseCode) else close_code
+        if self.state is ConnectionState.CLOSED:  # our own close()
+            self._shut_down(ConnectionClosedError(f"Connection to {self.uri} closed (code {code})."))
+            return
+        self.state = ConnectionState.DISCONNECTED
+        retry = self._retry
+        if retry is None or code in self.no_reconnect_codes:
+            self._retry = None
+            self._shut_down(
+                ConnectionClosedError(
+                    f"Connection to {self.uri} closed (code {code}); a call in flight may have run on the server."
+                )
+            )
+        else:
+            self.logger.warning("Connection to %s lost (close code %s): reconnecting", self.uri, code)
+            loop = asyncio.get_running_loop()
+            if self._outage is None:
+                self._outage = loop.create_future()
+            pending, self._pending = self._pending, {}
+            for future in pending.values():
+                if not future.done():
+                    future.set_result(None)  # lost in flight: send_rpc decides (idempotent or not)
+            for queue in self._streams.values():
+                queue.put_nowait(_CLOSED)
+            self._reconnect_task = loop.create_task(self._reconnect(retry))
+        self._notify("on_disconnect", self.on_disconnect_callback, code)
+
+    async def _reconnect(self, retry: _Retry) -> None:
+        """Reconnect after a drop: up to ``retry.attempts`` attempts, then close for good."""
+        last: BaseException | None = None
+        for attempt in range(retry.attempts):
+            delay = retry.delay(attempt)
+            self.logger.info(
+                "Reconnecting to %s in %.2fs (attempt %d of %d)", self.uri, delay, attempt + 1, retry.attempts
+            )
+            await asyncio.sleep(delay)
+            self.state = ConnectionState.CONNECTING
+            try:
+                listener = await self._open(dict(retry.options))
+            except Exception as exc:
+                self.state = ConnectionState.DISCONNECTED
+                last = exc
+                self.logger.info("Reconnect attempt %d to %s failed: %s", attempt + 1, self.uri, exc)
+                continue
+            self._listener = listener
+            self._reconnect_task = None
+            self.state = ConnectionState.CONNECTED
+            self.logger.info("Reconnected to %s", self.uri)
+            self._reconnected(False)
+            return
+        self._reconnect_task = None
+        self._retry = None
+        self.state = ConnectionState.CLOSED
+        message = (
+            f"All connection attempts failed after multiple retries. "
+            f"({retry.attempts} reconnect attempts to {self.uri}; last: {last})"
+        )
+        self._gave_up = (message, last)
+        self.logger.error("Gave up reconnecting to %s after %d attempts: %s", self.uri, retry.attempts, last)
+        self._shut_down(connection_failed(message, last))
+
+    def _reconnected(self, recovered: bool) -> None:
+        """The connection is back: tell the application, then wake the calls that waited."""
+        self._notify("on_reconnect", self.on_reconnect_callback, recovered)
+        self._end_outage()
+
+    async def _stop_reconnecting(self) -> None:
+        task, self._reconnect_task = self._reconnect_task, None
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.wait((task,))
+
+    def _end_outage(self) -> None:
+        outage, self._outage = self._outage, None
+        if outage is not None and not outage.done():
+            outage.set_result(None)
+
+    def _shut_down(self, error: Exception) -> None:
+        """No connection and none coming: fail calls and streams with ``error``, end recv()."""
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(error)
+        for queue in self._streams.values():
+            queue.put_nowait(_CLOSED)
+        if not self._recv_closed:
+            self._recv_closed = True
+            self._packet_queue.put_nowait(_CLOSED)
+        self._end_outage()
+
+    def _notify(self, name: str, callback: Callable[[_T], Awaitable[None] | None] | None, arg: _T) -> None:
+        """Call an application callback; a coroutine it returns runs as a task. Errors are logged."""
+        if callback is None:
+            return
+        try:
+            result = callback(arg)
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                self._callback_tasks.add(task)
+                task.add_done_callback(functools.partial(self._callback_done, name))
+        except Exception:
+            self.logger.exception("%s callback raised", name)
+
+    def _callback_done(self, name: str, task: asyncio.Future[None]) -> None:
+        self._callback_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.logger.error("%s callback raised", name, exc_info=task.exception())
 
     # ------------------------------------------------------------------ incoming
 
@@ -226,10 +473,10 @@ class WebSocketClient:
                 self._receiving = True
                 self._receive_task = asyncio.get_running_loop().create_task(self._drain())
             return
-        self._packet_queue.put_nowait(packet)
-        if not self._paused and self._packet_queue.qsize() >= self.max_packet_qsize and self._transport is not None:
-            self._paused = True
-            self._transport.underlying_transport.pause_reading()
+        queue = self._packet_queue
+        queue.put_nowait(packet)
+        if queue.qsize() >= self.max_packet_qsize and self._listener is not None:
+            self._listener.pause()
 
     async def _drain(self) -> None:
         callback = self.on_receive_callback
@@ -243,28 +490,19 @@ class WebSocketClient:
         finally:
             self._receiving = False
 
-    def _on_gone(self, listener: _ClientListener) -> None:
-        if listener is not self._listener or self._transport is None:
-            return
-        self._transport = None
-        if self.state is ConnectionState.CONNECTED:
-            self.state = ConnectionState.DISCONNECTED
-        error = ConnectionClosedError(f"Connection to {self.uri} closed (code {listener.close_code}).")
-        pending, self._pending = self._pending, {}
-        for future in pending.values():
-            if not future.done():
-                future.set_exception(error)
-        for queue in self._streams.values():
-            queue.put_nowait(_CLOSED)
-        self._packet_queue.put_nowait(_CLOSED)
-
     # ------------------------------------------------------------------ outgoing
 
     def send(self, data: Any) -> None:
-        """Send ``data`` as a CUSTOM packet (or a :class:`Packet` as is)."""
-        transport = self._require_connection("send data")
+        """Send ``data`` as a CUSTOM packet (or a :class:`Packet` as is).
+
+        Raises:
+            ConnectionClosedError: not connected (also while reconnecting: nothing is buffered).
+        """
+        live = self._live()
+        if live is None:
+            raise ConnectionClosedError("Cannot send data: client is not connected.")
         payload = encode_packet(data, False) if isinstance(data, Packet) else encode_push(_CUSTOM, data, None, False)
-        write_message(transport, payload)
+        write_message(live[1], payload)
 
     async def send_rpc(
         self,
@@ -273,29 +511,47 @@ class WebSocketClient:
         *args: Any,
         raise_on_rate_limit: bool = False,
         timeout: float | None = 30.0,
+        idempotent: bool = False,
         **kwargs: Any,
     ) -> RPCResponse:
         """Call ``method_name(*args, **kwargs)`` on the server and wait for the reply.
 
         Returns the :class:`RPCResponse`: ``.data`` (or ``.response``) is the result;
         on failure ``.error`` holds the :class:`RPCErrorCode` and ``.response`` the
-        message. ``raise_on_rate_limit`` and ``timeout`` are not sent to the server.
+        message. ``raise_on_rate_limit``, ``timeout`` and ``idempotent`` are not sent to
+        the server. While the client reconnects, the call waits for the connection
+        (within ``timeout``). ``idempotent=True`` says the call is safe to repeat: if the
+        connection drops before the reply, it is sent again after the reconnect.
 
         Raises:
-            ConnectionClosedError: not connected, or the connection dropped before the reply.
+            ConnectionClosedError: not connected (nor reconnecting), or the connection
+                dropped before the reply (the call may have run on the server).
+            ConnectionFailedError: the client gave up reconnecting while the call waited.
             RPCTimeoutError: no reply within ``timeout`` seconds.
             RateLimitError: rate limited and ``raise_on_rate_limit`` is True.
         """
-        transport = self._require_connection("send RPC")
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         call_id = generate_uuid()
-        future: asyncio.Future[RPCResponse] = asyncio.get_running_loop().create_future()
-        self._pending[call_id] = future
+        payload = encode_request(method_name, args, kwargs, call_id, False)
+        resent = 0
         try:
-            write_message(transport, encode_request(method_name, args, kwargs, call_id, False))
-            if timeout is None:
-                response = await future
-            else:
-                response = await asyncio.wait_for(future, timeout)
+            while True:
+                live = self._live() or await self._wait_live("send RPC", deadline)
+                future: asyncio.Future[RPCResponse | None] = loop.create_future()
+                self._pending[call_id] = future
+                write_message(live[1], payload)
+                response = await asyncio.wait_for(future, None if deadline is None else deadline - loop.time())
+                if response is not None:
+                    break
+                retry = self._retry
+                if not idempotent or retry is None or resent >= retry.attempts:
+                    raise ConnectionClosedError(
+                        f"Connection to {self.uri} lost while RPC '{method_name}' was in flight; it may have run "
+                        "on the server (pass idempotent=True to re-send calls that are safe to repeat)."
+                    )
+                resent += 1
+                self.logger.info("Connection lost during RPC '%s' (idempotent): re-sending it", method_name)
         except (asyncio.TimeoutError, TimeoutError):
             raise RPCTimeoutError(f"RPC '{method_name}' got no response within {timeout} seconds.") from None
         finally:
@@ -310,19 +566,34 @@ class WebSocketClient:
         /,
         *args: Any,
         raise_on_rate_limit: bool = True,
+        wait_timeout: float | None = 30.0,
         **kwargs: Any,
     ) -> AsyncGenerator[RPCResponse, None]:
         """Call a streaming RPC method and iterate over its chunks.
 
         Each item is an :class:`RPCResponse` whose ``.data`` is one yielded value.
         An error reply is yielded once and ends the iteration. Leaving the loop
-        early sends ``__abort__`` and the server cancels the generator.
+        early sends ``__abort__`` and the server cancels the generator. While the
+        client reconnects, the call waits up to ``wait_timeout`` seconds for the connection
+        (not sent to the server, and not named ``timeout``: as in 0.5.x, a ``timeout`` keyword
+        goes to the server's method; it does not limit the stream itself).
 
         Raises:
-            ConnectionClosedError: the connection dropped mid-stream.
+            ConnectionClosedError: not connected (nor reconnecting), or the connection dropped mid-stream.
+            ConnectionFailedError: the client gave up reconnecting while the call waited.
+            RPCTimeoutError: still reconnecting after ``wait_timeout`` seconds.
             RateLimitError: rate limited (unless ``raise_on_rate_limit=False``).
         """
-        transport = self._require_connection("send RPC")
+        live = self._live()
+        if live is None:
+            deadline = None if wait_timeout is None else asyncio.get_running_loop().time() + wait_timeout
+            try:
+                live = await self._wait_live("send RPC", deadline)
+            except (asyncio.TimeoutError, TimeoutError):
+                raise RPCTimeoutError(
+                    f"RPC '{method_name}' could not start within {wait_timeout} seconds: still reconnecting."
+                ) from None
+        listener, transport = live
         call_id = generate_uuid()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._streams[call_id] = queue
@@ -346,36 +617,44 @@ class WebSocketClient:
                 yield item
         finally:
             self._streams.pop(call_id, None)
-            if not finished and self._transport is not None and self.state is ConnectionState.CONNECTED:
-                write_message(self._transport, encode_request("__abort__", (call_id,), {}, generate_uuid(), False))
+            transport_now = listener.transport  # the stream's own connection, if still up
+            if not finished and transport_now is not None and self.state is ConnectionState.CONNECTED:
+                write_message(transport_now, encode_request("__abort__", (call_id,), {}, generate_uuid(), False))
 
     async def recv(self, timeout: float | None = 30) -> Packet[Any]:
         """Next pushed packet (custom, channel or broadcast).
 
+        While the client reconnects, waits (within ``timeout``) for packets of the new connection.
+
         Raises:
-            ConnectionClosedError: the connection is closed and nothing is buffered.
+            ConnectionClosedError: the connection is closed for good and nothing is buffered.
             ReceiveTimeoutError: nothing arrived within ``timeout`` seconds.
         """
         queue = self._packet_queue
-        if queue.empty() and self.state is not ConnectionState.CONNECTED:
+        if queue.empty() and self.state is not ConnectionState.CONNECTED and self._outage is None:
             raise ConnectionClosedError("Cannot receive data: client is not connected.")
         try:
-            item = await (queue.get() if timeout is None else asyncio.wait_for(queue.get(), timeout))
+            item = await asyncio.wait_for(queue.get(), timeout)
         except (asyncio.TimeoutError, TimeoutError):
             raise ReceiveTimeoutError(f"Receive operation timed out after {timeout} seconds.") from None
         if item is _CLOSED:
+            queue.put_nowait(_CLOSED)  # for the next reader too
             raise ConnectionClosedError("Connection closed.")
-        if self._paused and queue.qsize() <= self.max_packet_qsize // 2 and self._transport is not None:
-            self._paused = False
-            self._transport.underlying_transport.resume_reading()
+        listener = self._listener
+        if listener is not None and listener.paused and queue.qsize() <= self.max_packet_qsize // 2:
+            listener.resume()
         return item  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ closing
 
     async def close(self) -> None:
-        """Close the connection (code 1000) and wait until it is down."""
-        transport = self._transport
+        """Close the connection (code 1000), stop any reconnect, and wait until it is down."""
         self.state = ConnectionState.CLOSED
+        self._retry = None
+        await self._stop_reconnecting()
+        self.state = ConnectionState.CLOSED
+        listener = self._listener
+        transport = None if listener is None else listener.transport
         if transport is not None:
             if not transport.is_close_frame_sent:
                 transport.send_close(WSCloseCode.OK, b"Client is closing the connection.")
@@ -384,8 +663,9 @@ class WebSocketClient:
                 await asyncio.wait_for(transport.wait_disconnected(), 5.0)
             except (asyncio.TimeoutError, TimeoutError):
                 transport.disconnect(False)
-            if self._listener is not None:
-                self._on_gone(self._listener)
+            except (WSError, OSError) as exc:  # it had failed on its own meanwhile (e.g. a protocol error)
+                self.logger.debug("Connection to %s ended with %r", self.uri, exc)
+        self._shut_down(ConnectionClosedError(f"Connection to {self.uri} closed by the client."))
         task = self._receive_task
         if task is not None and not task.done() and task is not asyncio.current_task():
             await asyncio.wait([task], timeout=5.0)
