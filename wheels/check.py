@@ -57,7 +57,7 @@ EXCLUDED_FILES: dict[str, str] = {
     "tests/test_build_fallback.py": "runs `setup.py build_ext` on a copy of the source tree (the build, not the wheel)",
     "tests/test_wheel.py": "builds a wheel and runs this check: it would recurse",
     "tests/test_bench_suite.py": "runs the benchmark suite, which is in the source tree (benchmarks/), not the wheel",
-    "tests/test_hostile_suite.py": "runs the hostile-client suite, which is in the source tree (benchmarks/), not the wheel",
+    "tests/test_hostile_suite.py": "runs the hostile-client suite, in the source tree (benchmarks/), not the wheel",
 }
 #: Single tests not run against the wheel, and why.
 DESELECTED_TESTS: dict[str, str] = {
