@@ -95,3 +95,9 @@ def test_api_edges_behave_as_in_0_5_2() -> None:
             "registered twice": True,
         }
     )
+
+
+def test_module_level_names_of_0_5_2_resolve() -> None:
+    theirs, ours = theirs_and_ours("names")
+    assert all(value is True for key, value in theirs.items() if key.startswith("webshocket."))
+    assert ours == theirs

@@ -35,6 +35,8 @@ from .rpc import rate_limit, rpc_method
 from .server import WebSocketServer
 
 __version__ = "0.6.0"
+__author__ = "Floydous"  # as in 0.5.x
+__license__ = "MIT"
 
 __all__ = [
     "SPEEDUPS",
@@ -79,4 +81,8 @@ __all__ = [
 UVLOOP: bool = _install_uvloop()
 """True when ``asyncio.run()`` uses uvloop (installed on import; ``WEBSHOCKET_NO_UVLOOP=1`` disables)."""
 
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+log = logging.getLogger(__name__)
+"""The package's logger (0.5.x name)."""
+log.addHandler(logging.NullHandler())
+
+from . import websocket as websocket  # noqa: E402  # 0.5.x: ``webshocket.websocket.server`` after ``import webshocket``

@@ -24,3 +24,7 @@ DEFAULT_MAX_INFLIGHT_RPCS = 256
 DEFAULT_READ_BUFFER_SIZE = 2048
 """Initial size of a connection's read buffer (picows ``read_buffer_init_size``); it grows on
 demand for larger reads. Small, because idle connections dominate memory in real deployments."""
+
+DEFAULT_ENCODE_BUFFER_SIZE = 512
+"""0.5.x name, kept for code that reads it: 0.5.x's encode buffer size (this package's codec
+sizes its buffers per message)."""

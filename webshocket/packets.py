@@ -8,7 +8,7 @@ from the codec implementation in use (compiled ``_codec_c`` or pure ``_codec_py`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
@@ -16,6 +16,11 @@ from ._codec import Packet, RPCRequest, RPCResponse, decode_packet, encode_packe
 from .enum import PacketSource
 
 __all__ = ["Packet", "RPCRequest", "RPCResponse", "deserialize", "serialize"]
+
+T = TypeVar("T")
+"""0.5.x name (there bound to ``msgspec.Struct``)."""
+RType = TypeVar("RType", RPCRequest, RPCResponse)
+"""0.5.x name: the type of a packet's ``rpc``."""
 
 
 def serialize(packet: Packet[Any] | RPCRequest | RPCResponse) -> bytes:

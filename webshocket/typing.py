@@ -4,10 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeAlias, TypeVar, overload
 
 if TYPE_CHECKING:
     from .connection import ClientConnection
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class RPCDecorator(Protocol):
+    """What ``rpc_method(...)`` returns: a decorator keeping the method's signature (0.5.x name)."""
+
+    @overload
+    def __call__(
+        self, func: Callable[Concatenate[Any, ClientConnection[Any], P], R]
+    ) -> Callable[Concatenate[Any, ClientConnection[Any], P], R]: ...
+
+    @overload
+    def __call__(
+        self, func: Callable[Concatenate[ClientConnection[Any], P], R]
+    ) -> Callable[Concatenate[ClientConnection[Any], P], R]: ...
+
 
 Serializable: TypeAlias = Any
 """Anything the codec can write: None, bool, int, float, str, bytes, list, tuple, set,

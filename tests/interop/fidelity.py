@@ -206,7 +206,43 @@ async def api_edges() -> dict[str, Any]:
     return result
 
 
+NAMES = [
+    "webshocket.__author__",
+    "webshocket.__license__",
+    "webshocket.log",
+    "webshocket.websocket.server",
+    "webshocket.websocket.client",
+    "webshocket.websocket.H",
+    "webshocket.constant.DEFAULT_ENCODE_BUFFER_SIZE",
+    "webshocket.typing.RPCDecorator",
+    "webshocket.typing.P",
+    "webshocket.typing.R",
+    "webshocket.packets.T",
+    "webshocket.packets.RType",
+]
+
+
+async def names() -> dict[str, Any]:
+    """Which 0.5.x module-level names resolve after a plain ``import webshocket`` (+ its submodules)."""
+    import importlib
+
+    for module in ("constant", "typing", "packets"):
+        importlib.import_module(f"webshocket.{module}")
+    found = {}
+    for dotted in NAMES:
+        target: Any = webshocket
+        try:
+            for part in dotted.split(".")[1:]:
+                target = getattr(target, part)
+            found[dotted] = True
+        except AttributeError:
+            found[dotted] = False
+    found["author, license"] = [webshocket.__author__, webshocket.__license__]
+    return found
+
+
 CASES = {
+    "names": names,
     "api_edges": api_edges,
     "serialize_edges": serialize_edges,
     "rate_limit_edges": rate_limit_edges,
