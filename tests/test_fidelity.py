@@ -90,6 +90,7 @@ def test_api_edges_behave_as_in_0_5_2() -> None:
         == theirs
         == {
             "rpc after on_receive": "alice",
+            "channels of nobody": 0,
             "handler.subscribe past the limit": 8,
             "max_connection assigned": 7,
             "registered twice": True,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .connection import queue_for_recv
@@ -28,6 +28,31 @@ def _rpc_method_of(func: Any) -> RPCMethod:
         is_stream=getattr(func, "_is_stream", False),
         inline=never_suspends(func),
     )
+
+
+class Subscribers(Mapping[str, "set[ClientConnection[Any]]"]):
+    """A read-only view of name -> subscribers; a name without subscribers gives an empty set."""
+
+    __slots__ = ("_table",)
+
+    def __init__(self, table: dict[str, set[ClientConnection[Any]]]) -> None:
+        self._table = table
+
+    def __getitem__(self, name: str) -> set[ClientConnection[Any]]:
+        found = self._table.get(name)
+        return set() if found is None else found
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._table
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __repr__(self) -> str:
+        return repr(self._table)
 
 
 def _rpc_names(cls: type) -> dict[str, str]:
@@ -88,14 +113,15 @@ class WebSocketHandler(Generic[TState]):
         return self._hub.clients
 
     @property
-    def channels(self) -> dict[str, set[ClientConnection[Any]]]:
-        """Exact channel name -> subscribers (do not mutate)."""
-        return self._hub.index.channels
+    def channels(self) -> Subscribers:
+        """Exact channel name -> subscribers (read-only; a name nobody subscribes to maps to an
+        empty set, as with 0.5.x's ``defaultdict``)."""
+        return Subscribers(self._hub.index.channels)
 
     @property
-    def patterns(self) -> dict[str, set[ClientConnection[Any]]]:
-        """Glob pattern -> subscribers (do not mutate)."""
-        return self._hub.index.patterns
+    def patterns(self) -> Subscribers:
+        """Glob pattern -> subscribers (read-only, as :attr:`channels`)."""
+        return Subscribers(self._hub.index.patterns)
 
     # ------------------------------------------------------------------ hooks
 

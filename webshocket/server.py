@@ -33,7 +33,7 @@ from .constant import (
 )
 from .enum import ClientType, ServerState
 from .exceptions import WebSocketError
-from .handler import DefaultWebSocketHandler, WebSocketHandler, hub_of
+from .handler import DefaultWebSocketHandler, Subscribers, WebSocketHandler, hub_of
 
 __all__ = ["WebSocketServer", "make_backplane"]
 
@@ -227,8 +227,8 @@ class WebSocketServer(Generic[H]):
         return self.handler.clients
 
     @property
-    def channels(self) -> dict[str, set[ClientConnection[Any]]]:
-        """Exact channel name -> subscribers."""
+    def channels(self) -> Subscribers:
+        """Exact channel name -> subscribers (read-only)."""
         return self.handler.channels
 
     def _reconfigure(self, **changes: Any) -> None:

@@ -175,6 +175,10 @@ class Ordered(WebSocketHandler):
         return connection.session_state.get("user")
 
     @rpc_method()
+    async def audience(self, connection: Any, channel: str) -> int:
+        return len(self.channels[channel])  # 0.5.x: a channel nobody joined has no subscribers
+
+    @rpc_method()
     async def many(self, connection: Any, count: int) -> int:
         self.subscribe(connection, [f"c{i}" for i in range(count)])  # the server's own call
         return len(connection.subscribed_channel)
@@ -189,6 +193,8 @@ async def api_edges() -> dict[str, Any]:
         async with WebSocketClient(f"ws://127.0.0.1:{port}") as client:
             client.send("alice")
             result["rpc after on_receive"] = (await client.send_rpc("whoami")).response
+            reply = await client.send_rpc("audience", "nobody")
+            result["channels of nobody"] = reply.response if reply.error is None else int(reply.error)
             reply = await client.send_rpc("many", 8)
             result["handler.subscribe past the limit"] = reply.response if reply.error is None else int(reply.error)
         server.max_connection = 7  # 0.5.x applications assign options
