@@ -524,8 +524,7 @@ class ServerCore:
         """A connection went away: cancel every task it started, wake its readers, forget it."""
         conn = engine.conn
         was_client = engine in self.engines
-        engine.mark_closed()
-        self.drop_work(engine)
+        engine.mark_closed()  # drops its work, if closing did not already
         self.watched.discard(engine)
         if engine.queue is not None:
             engine.queue.put_nowait(_CLOSED)

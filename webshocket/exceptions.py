@@ -25,7 +25,7 @@ _COMBINED: dict[type[BaseException], type[ConnectionFailedError]] = {}
 
 def connection_failed(message: str, cause: BaseException | None) -> ConnectionFailedError:
     """A :class:`ConnectionFailedError` saying ``message`` that is also an instance of ``cause``'s class."""
-    if cause is None or (isinstance(cause, ConnectionFailedError) and type(cause) is ConnectionFailedError):
+    if cause is None or type(cause) is ConnectionFailedError:
         return ConnectionFailedError(message)
     base = type(cause)
     if isinstance(cause, ConnectionFailedError):  # already combined: keep its other class
