@@ -1,13 +1,24 @@
-PYTHON ?= python3
+# Everything runs in the project's virtual environment, .venv, made with the system's python3
+# (which may be externally managed, PEP 668): scripts/install.sh makes it and installs into it.
+# PYTHON=/path/to/python uses another interpreter as it is (no venv is made).
+VENV ?= .venv
+PYTHON ?= $(VENV)/bin/python
+INSTALL = VENV="$(VENV)" PYTHON="$(PYTHON)" bash scripts/install.sh
 
-.PHONY: demo test install lint bench
+.PHONY: demo test install install-runtime lint bench
 
-# Run the demo: a server and a client exercising RPC, streaming, pub/sub (no external service).
-demo: install
+# Run the demo: a server and a client exercising RPC, streaming, pub/sub. Installs Python
+# packages only (the package and its runtime dependencies); no system service is needed.
+demo: install-runtime
 	$(PYTHON) examples/demo.py
 
+install-runtime:
+	$(INSTALL) runtime
+
+# Everything the tests need: dev extras, the compiled modules built in place, and the programs
+# the tests run for real (redis-server, node, chromium; apt-get, only what is missing).
 install:
-	PYTHON="$(PYTHON)" bash scripts/install.sh
+	$(INSTALL) dev
 
 # Install everything, lint, then run the whole test suite twice: compiled, then pure Python.
 test: install

@@ -12,9 +12,12 @@ already, else the longer one; patterns with neither sit at the prefix root. A
 publish walks both tries along the channel name (forwards, and backwards from
 its end), so it only ever tests patterns whose whole literal prefix (or suffix)
 the channel has: the cost does not grow with the number of patterns that cannot
-match. Results that took more than a few pattern tests are kept in a bounded
-cache (channel -> matching patterns), cleared whenever the set of patterns
-changes.
+match. A pattern made of literal characters only (``escape("room[1]")`` is ``room[[]1]``,
+whose tokens are all literal) matches one channel name: it is filed in a dict under that
+name instead of a trie, so a publish finds it with one lookup (and only that lookup when
+no pattern is filed in a trie). Results that took more than a few pattern tests are
+kept in a bounded cache (channel -> matching patterns), cleared whenever the set of
+patterns changes.
 
 ``matching_patterns`` returns patterns in the order of ``ChannelIndex.patterns``.
 """
@@ -36,10 +39,11 @@ cdef extern from "Python.h":
     ctypedef unsigned char Py_UCS1
     enum: PyUnicode_1BYTE_KIND
 
-__all__ = ["CACHE_SIZE", "ChannelIndex", "is_pattern", "literal_prefix"]
+__all__ = ["CACHE_SIZE", "ChannelIndex", "escape", "is_pattern", "literal_name", "literal_prefix"]
 
 CACHE_SIZE = 4096
 _WILDCARDS = frozenset("*?[")
+_ESCAPES = {ord("*"): "[*]", ord("?"): "[?]", ord("["): "[[]"}
 
 cdef enum:
     _CACHE_SIZE = 4096
@@ -74,6 +78,38 @@ def is_pattern(name):
     if PyUnicode_Check(name):
         return _has_wildcard(<str>name)
     return not _WILDCARDS.isdisjoint(name)
+
+
+def escape(name):
+    """A glob pattern that matches ``name`` and nothing else.
+
+    ``*``, ``?`` and ``[`` become ``[*]``, ``[?]`` and ``[[]``; a name without them is
+    returned as is (an exact channel).
+    """
+    if not PyUnicode_Check(name):
+        raise TypeError(f"channel names must be str, got {type(name).__name__}")
+    if _has_wildcard(<str>name):
+        return PyUnicode_FromObject(name).translate(_ESCAPES)
+    return name
+
+
+def literal_name(name):
+    """The one channel a subscription to ``name`` receives, or None when it may receive several.
+
+    ``name`` itself when it has no wildcard; for a pattern of literal characters and
+    one-character sets only (what :func:`escape` makes, or ``room[1]``), the one name it
+    matches (``room[1]`` -> ``room1``, ``escape(x)`` -> ``x``).
+    """
+    if not PyUnicode_Check(name):
+        raise TypeError(f"channel names must be str, got {type(name).__name__}")
+    if not _has_wildcard(<str>name):
+        return name
+    chars = []
+    for item in _tokens(PyUnicode_FromObject(name)):
+        if item[0] != T_LIT:
+            return None
+        chars.append(item[2])
+    return "".join(chars)
 
 
 def literal_prefix(pattern):
@@ -266,7 +302,8 @@ cdef class _Pattern:
         while k < self.g.ntoks and self.g.toks[k].kind == T_LIT:
             k += 1
         self.g.lead = k
-        if k == self.g.ntoks:
+        if k == self.g.ntoks:  # literal tokens only: it matches one name (filed in the index's dict)
+            self.literal = "".join([item[2] for item in toks])
             self.g.trail = 0
         else:
             k = 0
@@ -760,6 +797,9 @@ cdef class ChannelIndex:
         self.patterns = {}
         self._compiled = {}
         self._cache = {}
+        self._literals = {}
+        self._named = {}
+        self._walked = 0
         self._prefix = _new_node(NULL, 0)
         self._suffix = _new_node(NULL, 0)
         self._seq = 0
@@ -851,12 +891,16 @@ cdef class ChannelIndex:
 
     cdef tuple _match(self, str channel):
         cdef PyObject* cached
+        cdef PyObject* found
         cdef Py_ssize_t n, k, nhits, tests = 0
         cdef int kind
         cdef void* data
         cdef tuple result
         cdef PyObject* local[16]
         cdef PyObject** refs
+        if self._walked == 0:  # one-name patterns only (literal subscriptions): one lookup, no walk
+            found = PyDict_GetItemWithError(self._named, channel)
+            return <tuple>found if found is not NULL else ()
         if self._cache:
             cached = PyDict_GetItemWithError(self._cache, channel)
             if cached is not NULL:
@@ -870,6 +914,12 @@ cdef class ChannelIndex:
         else:
             nhits = _walk(self._prefix, False, kind, data, n, self._hits, 0, &tests)
             nhits = _walk(self._suffix, True, kind, data, n, self._hits, nhits, &tests)
+        if self._literals:
+            found = PyDict_GetItemWithError(self._literals, channel)
+            if found is not NULL:
+                for item in <list>found:
+                    self._hits[nhits] = &(<_Pattern>item).g
+                    nhits += 1
         if nhits == 0:
             result = ()
         else:
@@ -906,6 +956,7 @@ cdef class ChannelIndex:
         cdef _Pattern compiled = _Pattern(pattern, self._seq)
         cdef Glob* g = &compiled.g
         cdef Py_ssize_t on_prefix, on_suffix, cap
+        cdef PyObject* found
         cdef Glob** grown
         if self._hcap <= len(self._compiled):  # room for every pattern to match at once
             cap = 2 * self._hcap if self._hcap else 16
@@ -915,6 +966,14 @@ cdef class ChannelIndex:
             self._hits = grown
             self._hcap = cap
         self._seq += 1
+        if compiled.literal is not None:  # one name: a dict entry, no trie
+            found = PyDict_GetItemWithError(self._literals, compiled.literal)
+            entries = [compiled] if found is NULL else [*(<list>found), compiled]
+            self._literals[compiled.literal] = entries
+            self._named[compiled.literal] = tuple([(<_Pattern>item).pattern for item in entries])
+            self._compiled[pattern] = compiled
+            self._cache.clear()
+            return 0
         # File it by literal prefix or by literal suffix: where fewer patterns already wait
         # to be tested (so 10,000 "news.*.<i>" go by their distinct suffixes), else by the longer.
         if g.trail == 0:
@@ -926,12 +985,24 @@ cdef class ChannelIndex:
             on_suffix = _anchor_load(self._suffix, g, True)
             g.by_suffix = on_suffix < on_prefix or (on_suffix == on_prefix and g.trail > g.lead)
         _trie_insert(&self._suffix if compiled.g.by_suffix else &self._prefix, &compiled.g)
+        self._walked += 1
         self._compiled[pattern] = compiled
         self._cache.clear()
         return 0
 
     cdef int _remove_pattern(self, str pattern) except -1:
         cdef _Pattern compiled = self._compiled.pop(pattern)
-        _trie_remove(self._suffix if compiled.g.by_suffix else self._prefix, &compiled.g)
+        if compiled.literal is not None:
+            # a new list: a match that is iterating the old one (reentered from a finalizer) is not disturbed
+            rest = [p for p in self._literals.get(compiled.literal, ()) if p is not compiled]
+            if rest:
+                self._literals[compiled.literal] = rest
+                self._named[compiled.literal] = tuple([(<_Pattern>item).pattern for item in rest])
+            else:
+                self._literals.pop(compiled.literal, None)
+                self._named.pop(compiled.literal, None)
+        else:
+            self._walked -= 1
+            _trie_remove(self._suffix if compiled.g.by_suffix else self._prefix, &compiled.g)
         self._cache.clear()
         return 0

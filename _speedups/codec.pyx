@@ -156,6 +156,10 @@ cdef dict packet_map(Packet packet):
         out["timestamp"] = packet.timestamp
     if packet.correlation_id is not None:
         out["correlation_id"] = packet.correlation_id
+    if packet.offset is not None:
+        out["offset"] = packet.offset
+    if packet.epoch is not None:
+        out["epoch"] = packet.epoch
     return out
 
 
@@ -171,7 +175,7 @@ for _cls in PACKET_CLASSES:  # also module attributes, as in the pure twin
     globals()[_cls.__name__] = _cls
 
 
-cdef inline Packet new_packet(object source, object data, object rpc, object channel, object timestamp, object correlation_id):
+cdef inline Packet new_packet(object source, object data, object rpc, object channel, object timestamp, object correlation_id, object offset=None, object epoch=None):
     cdef Packet p = Packet.__new__(Packet)
     p.source = source
     p.data = data
@@ -179,6 +183,8 @@ cdef inline Packet new_packet(object source, object data, object rpc, object cha
     p.channel = channel
     p.timestamp = timestamp
     p.correlation_id = correlation_id
+    p.offset = offset
+    p.epoch = epoch
     return p
 
 
@@ -640,7 +646,7 @@ cpdef bytes encode_packet(object packet, bint as_json):
     cdef Buf b
     cdef Packet pk = <Packet?>packet
     cdef object mapping
-    if pk.rpc is None and pk.timestamp is None and pk.correlation_id is None:
+    if pk.rpc is None and pk.timestamp is None and pk.correlation_id is None and pk.offset is None and pk.epoch is None:
         return encode_push(int(pk.source), pk.data, pk.channel, as_json)
     mapping = packet_map(pk)
     if as_json:
@@ -889,7 +895,7 @@ cdef object make_rpc(object rpc):
     raise _Invalid()
 
 
-cdef object finish_packet(object source, object data, object rpc, object channel, object timestamp, object correlation_id):
+cdef object finish_packet(object source, object data, object rpc, object channel, object timestamp, object correlation_id, object offset, object epoch):
     if type(source) is not int or source not in _SOURCES:
         raise _Invalid()
     if rpc is INVALID:
@@ -898,7 +904,9 @@ cdef object finish_packet(object source, object data, object rpc, object channel
         if type(timestamp) is not float and type(timestamp) is not int:
             raise _Invalid()
         timestamp = float(timestamp)
-    return new_packet(_SOURCES[source], data, rpc, str_or_none(channel), timestamp, str_or_none(correlation_id))
+    if offset is not None and type(offset) is not int:
+        raise _Invalid()
+    return new_packet(_SOURCES[source], data, rpc, str_or_none(channel), timestamp, str_or_none(correlation_id), offset, str_or_none(epoch))
 
 
 cdef object make_packet(object obj):
@@ -910,7 +918,7 @@ cdef object make_packet(object obj):
     rpc = d.get("rpc")
     if rpc is not None:
         rpc = make_rpc(rpc)
-    return finish_packet(d.get("source"), d.get("data"), rpc, d.get("channel"), d.get("timestamp"), d.get("correlation_id"))
+    return finish_packet(d.get("source"), d.get("data"), rpc, d.get("channel"), d.get("timestamp"), d.get("correlation_id"), d.get("offset"), d.get("epoch"))
 
 
 # ---- msgpack straight into packet objects: no intermediate dicts for the packet and rpc maps
@@ -921,6 +929,8 @@ cdef str K_RPC = "rpc"
 cdef str K_CHANNEL = "channel"
 cdef str K_TIMESTAMP = "timestamp"
 cdef str K_CORRELATION_ID = "correlation_id"
+cdef str K_OFFSET = "offset"
+cdef str K_EPOCH = "epoch"
 cdef str K_TYPE = "type"
 cdef str K_METHOD = "method"
 cdef str K_ARGS = "args"
@@ -933,7 +943,7 @@ cdef str K_IS_END = "is_end"
 cdef str K_REQUEST = "request"
 cdef tuple KNOWN = (
     K_SOURCE, K_DATA, K_RPC, K_CHANNEL, K_TIMESTAMP, K_CORRELATION_ID, K_TYPE, K_METHOD, K_ARGS, K_KWARGS,
-    K_CALL_ID, K_RESPONSE, K_ERROR, K_IS_STREAM, K_IS_END, K_REQUEST,
+    K_CALL_ID, K_RESPONSE, K_ERROR, K_IS_STREAM, K_IS_END, K_REQUEST, K_OFFSET, K_EPOCH,
 )
 
 
@@ -1021,6 +1031,7 @@ cdef object read_packet(Reader* r):
     cdef Py_ssize_t i
     cdef int depth = MAX_DEPTH - 1
     cdef object source = None, data = None, rpc = None, channel = None, timestamp = None, correlation_id = None
+    cdef object offset = None, epoch = None
     if n < 0:
         unpack(r, MAX_DEPTH)
         raise _Invalid()
@@ -1042,11 +1053,15 @@ cdef object read_packet(Reader* r):
             timestamp = value
         elif key is K_CORRELATION_ID:
             correlation_id = value
+        elif key is K_OFFSET:
+            offset = value
+        elif key is K_EPOCH:
+            epoch = value
         elif key is K_RPC:
             rpc = value
     if r.pos != r.end:
         raise ValueError("unpack(b) received extra data.")
-    return finish_packet(source, data, rpc, channel, timestamp, correlation_id)
+    return finish_packet(source, data, rpc, channel, timestamp, correlation_id, offset, epoch)
 
 
 cpdef object unpackb(bytes raw):

@@ -10,6 +10,7 @@ and exits by itself.
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import socket
 import subprocess
@@ -17,19 +18,34 @@ import tempfile
 from typing import Any
 
 import webshocket
-from webshocket import ClientConnection, IsEqual, WebSocketHandler, rpc_method
+from webshocket import ClientConnection, IsEqual, RPCError, WebSocketHandler, rpc_method
+
+ROOM = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+
+
+def room_channel(room: object) -> str:
+    """``rooms.<room>`` for a valid room name from a client (no wildcard, no dot)."""
+    if not isinstance(room, str) or ROOM.fullmatch(room) is None:
+        raise RPCError(f"invalid room name {room!r}")
+    return f"rooms.{room}"
 
 
 class ChatHandler(WebSocketHandler[Any]):
     @rpc_method()
     async def join(self, connection: ClientConnection[Any], room: str, nick: str) -> None:
         connection.nick = nick
-        connection.subscribe(room)  # a channel or a pattern such as "rooms.*"
+        connection.subscribe(room_channel(room), literal=True)  # client input: a name, never a pattern
         await self.sync_subscriptions()  # answer once Redis carries the subscription
 
     @rpc_method()
+    async def watch_all(self, connection: ClientConnection[Any], nick: str) -> None:
+        connection.nick = nick
+        connection.subscribe("rooms.*")  # the server's own pattern (a real app checks who may)
+        await self.sync_subscriptions()
+
+    @rpc_method()
     async def say(self, connection: ClientConnection[Any], room: str, text: str) -> None:
-        self.publish(room, {"from": connection.nick, "text": text})
+        self.publish(room_channel(room), {"from": connection.nick, "text": text})
 
 
 def free_port() -> int:
@@ -53,10 +69,10 @@ async def main() -> None:
         async with node_a, node_b:
             alice = await webshocket.WebSocketClient(f"ws://127.0.0.1:{node_a.port}").connect()
             bob = await webshocket.WebSocketClient(f"ws://127.0.0.1:{node_b.port}").connect()
-            await alice.send_rpc("join", "rooms.lobby", "alice")
-            await bob.send_rpc("join", "rooms.*", "bob")  # pattern subscription on the other node
+            await alice.send_rpc("join", "lobby", "alice")
+            await bob.send_rpc("watch_all", "bob")  # pattern subscription on the other node
 
-            await alice.send_rpc("say", "rooms.lobby", "hello from node A")
+            await alice.send_rpc("say", "lobby", "hello from node A")
             print("alice (node A) got:", (await alice.recv(timeout=3)).data)
             print("bob   (node B) got:", (await bob.recv(timeout=3)).data)
 

@@ -1,6 +1,6 @@
 """A server node joined to a Redis backplane, run as a separate process by the tests.
 
-Usage: ``python backplane_node.py --redis URL [--prefix P] [--port N] [--workers N]``.
+Usage: ``python backplane_node.py --redis URL [--prefix P] [--port N] [--workers N] [--recovery]``.
 Prints ``READY <port>`` once serving; stops on SIGTERM/SIGINT or when its stdin closes.
 """
 
@@ -47,6 +47,10 @@ class NodeHandler(WebSocketHandler[Any]):
         connection.team = team
 
     @rpc_method()
+    async def team(self, connection: ClientConnection[Any]) -> Any:
+        return connection["team"] if "team" in connection else None
+
+    @rpc_method()
     async def say(self, connection: ClientConnection[Any], channel: str, data: Any) -> None:
         self.publish(channel, data)
 
@@ -81,8 +85,14 @@ class NodeHandler(WebSocketHandler[Any]):
 
 def make_server(args: argparse.Namespace) -> WebSocketServer[NodeHandler]:
     backplane = RedisBackplane(args.redis, channel_prefix=args.prefix) if args.redis else None
+    recovery = webshocket.Recovery(snapshot_interval=0.1) if args.recovery else None
     return WebSocketServer(
-        "127.0.0.1", args.port, clientHandler=NodeHandler, backplane=backplane, max_subscribed_channels=None
+        "127.0.0.1",
+        args.port,
+        clientHandler=NodeHandler,
+        backplane=backplane,
+        max_subscribed_channels=None,
+        recovery=recovery,
     )
 
 
@@ -120,6 +130,7 @@ def main() -> int:
     parser.add_argument("--prefix", default="webshocket:")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--recovery", action="store_true", help="keep history and sessions in Redis")
     args = parser.parse_args()
     if not args.workers:
         webshocket.run(single(args))

@@ -199,3 +199,43 @@ def extension_problems() -> list[str]:
         if module is not twin(name, "c") or not webshocket.SPEEDUPS.get(name):
             problems.append(f"{name}: the package uses {module.__name__} (SPEEDUPS={webshocket.SPEEDUPS.get(name)})")
     return problems
+
+
+class Proxy:
+    """A TCP proxy to ``port``. :meth:`cut` black-holes the connections it carries (no FIN,
+    no RST: bytes just stop arriving), as a network cut does; later connections pass."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.generation = 0
+        self.writers: list[asyncio.StreamWriter] = []
+
+    def cut(self) -> None:
+        self.generation += 1
+
+    async def _pump(self, generation: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                if generation == self.generation:
+                    writer.write(data)
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        generation = self.generation
+        up_reader, up_writer = await asyncio.open_connection(HOST, self.port)
+        self.writers += [writer, up_writer]
+        await asyncio.gather(self._pump(generation, reader, up_writer), self._pump(generation, up_reader, writer))
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[int]:
+        server = await asyncio.start_server(self._serve, HOST, 0)
+        try:
+            yield server.sockets[0].getsockname()[1]
+        finally:
+            server.close()
+            for writer in self.writers:
+                writer.close()
+            await server.wait_closed()

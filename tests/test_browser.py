@@ -9,6 +9,7 @@ apt (``apt-get install chromium``), ``playwright`` from PyPI. Without either, th
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import re
 import shutil
 import signal
@@ -26,7 +27,7 @@ from typing import Any
 import pytest
 from helpers import HOST, running_server, uri_of
 
-from webshocket import ClientConnection, ClientType, WebSocketClient, WebSocketHandler, rpc_method
+from webshocket import ClientConnection, ClientType, Request, WebSocketClient, WebSocketHandler, rpc_method
 
 try:
     from playwright.async_api import BrowserContext, ConsoleMessage, Page, async_playwright, expect
@@ -75,8 +76,9 @@ class Browser:
         self.console.append(message.text)
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+@asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    """A page of a fresh headless Chromium (its own profile), closed afterwards."""
     if PLAYWRIGHT_IMPORT_ERROR is not None:
         pytest.fail(
             f"Playwright for Python is not installed ({PLAYWRIGHT_IMPORT_ERROR}): run `pip install playwright` "
@@ -97,6 +99,12 @@ async def browser() -> AsyncIterator[Browser]:
                 yield session
             finally:
                 await context.close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with chromium() as session:
+        yield session
 
 
 @contextmanager
@@ -239,11 +247,109 @@ async def test_browser_example_page_rpc_subscribe_and_pushes(browser: Browser) -
             assert (packet.channel, packet.data) == ("lobby", {"from": "browser", "text": "second line"})
             await expect(messages).to_have_count(3, timeout=TIMEOUT_MS)
 
-        # stopping the server closes the page's socket with 1001 (going away)
+        # stopping the server closes the page's socket with 1001 (going away): the client reconnects
         proc.send_signal(signal.SIGINT)
         stdout, stderr = await asyncio.wait_for(proc.communicate(), 15)
         assert proc.returncode == 0, stderr.decode()
         assert "stopped" in stdout.decode()
-        await expect(page.locator("#status")).to_have_text("closed (1001)", timeout=TIMEOUT_MS)
+        await expect(page.locator("#status")).to_have_text("reconnecting (closed with 1001)…", timeout=TIMEOUT_MS)
         await expect(send).to_be_disabled()
+    assert browser.errors == []
+
+
+# ---------------------------------------------------------------------------- the handshake: origins and tokens
+
+PROBE_PAGE = b"""<!doctype html><link rel="icon" href="data:,"><script>
+window.probe = (url, protocols) => new Promise((resolve) => {
+  const ws = protocols === undefined ? new WebSocket(url) : new WebSocket(url, protocols);
+  const log = [];
+  ws.onopen = () => {
+    log.push("open " + ws.protocol);
+    const rpc = {type: "request", method: "whoami", args: [], kwargs: {}, call_id: "1"};
+    ws.send(JSON.stringify({source: 5, rpc: rpc}));
+  };
+  ws.onmessage = async (event) => {
+    log.push("reply " + JSON.parse(await event.data.text()).rpc.response);
+    ws.close();
+  };
+  ws.onerror = () => log.push("error");
+  ws.onclose = (event) => { log.push("close " + event.code); resolve(log); };
+});
+</script>"""
+
+
+class CookieSession(WebSocketHandler[Any]):
+    """Trusts the browser's cookie, as a cookie-authenticated application does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handshakes: list[str | None] = []
+        self.connected: list[tuple[str | None, dict[str, str]]] = []
+
+    def on_handshake(self, request: Request) -> dict[str, Any]:
+        self.handshakes.append(request.origin)
+        return {"user": request.cookies.get("session", "anonymous")}
+
+    async def on_connect(self, connection: ClientConnection[Any]) -> None:
+        self.connected.append((connection.request.origin, dict(connection.request.cookies)))
+
+    @rpc_method()
+    async def whoami(self, connection: ClientConnection[Any]) -> str:
+        return str(connection.user)
+
+
+async def probe(page: Page, url: str, protocols: list[str] | None = None) -> list[str]:
+    """Open ``new WebSocket(url[, protocols])`` in ``page``, call ``whoami``; what the page saw."""
+    result: list[str] = await page.evaluate(
+        "([url, protocols]) => probe(url, protocols ?? undefined)", [url, protocols]
+    )
+    return result
+
+
+async def test_cross_site_websocket_hijacking_is_refused_by_allowed_origins(browser: Browser) -> None:
+    page = browser.page
+    with static_site({"/": ("text/html", PROBE_PAGE)}) as good, static_site({"/": ("text/html", PROBE_PAGE)}) as evil:
+        # the victim's session cookie for 127.0.0.1: cookies ignore ports, so the attacker's page
+        # (another origin: another port) makes the browser send it with its WebSocket too
+        await page.context.add_cookies([{"name": "session", "value": "victim", "url": good}])
+
+        async with running_server(CookieSession) as server:  # the default, as 0.5.x: every origin
+            await page.goto(f"{evil}/")
+            assert await probe(page, uri_of(server)) == ["open ", "reply victim", "close 1000"]  # hijacked
+            assert server.handler.connected == [(evil, {"session": "victim"})]  # Chromium's Origin: the page's
+
+        async with running_server(CookieSession, allowed_origins=[good]) as server:
+            await page.goto(f"{evil}/")
+            assert await probe(page, uri_of(server)) == ["error", "close 1006"]
+            assert server.handler.handshakes == [] and server.handler.connected == []  # refused before the hook
+            await page.goto(f"{good}/")
+            assert await probe(page, uri_of(server)) == ["open ", "reply victim", "close 1000"]
+            assert server.handler.connected == [(good, {"session": "victim"})]
+    assert browser.errors == []
+
+
+async def test_browser_token_in_query_string_or_subprotocol(browser: Browser) -> None:
+    pytest.importorskip("jwt", reason="PyJWT is the jwt extra: pip install 'webshocket[jwt]'")
+    spec = importlib.util.spec_from_file_location("examples_auth", ROOT / "examples" / "auth.py")
+    assert spec is not None and spec.loader is not None
+    auth = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(auth)
+    page = browser.page
+    with static_site({"/": ("text/html", PROBE_PAGE)}) as site:
+        async with running_server(auth.AuthHandler, allowed_origins=[site]) as server:
+            await page.goto(f"{site}/")
+            url = uri_of(server)
+            alice, bob = auth.issue_token("alice", 60), auth.issue_token("bob", 60)
+            assert await probe(page, f"{url}/?token={alice}") == ["open ", "reply alice", "close 1000"]
+            # the token as a second subprotocol: the server answers webshocket.json, never the token
+            assert await probe(page, url, ["webshocket.json", f"bearer.{bob}"]) == [
+                "open webshocket.json",
+                "reply bob",
+                "close 1000",
+            ]
+            # alone, the token entry cannot work: Chromium fails a handshake whose answer names no subprotocol
+            assert await probe(page, url, [f"bearer.{bob}"]) == ["error", "close 1006"]
+            expired = auth.issue_token("carol", -5)
+            assert await probe(page, f"{url}/?token={expired}") == ["error", "close 1006"]  # HTTP 401
+            assert await probe(page, url) == ["error", "close 1006"]  # no token
     assert browser.errors == []

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from helpers import HOST, Adder, wait_until
+from helpers import HOST, Adder, Proxy, wait_until
 from test_reconnect import ServerProcess, closed_port
 
 from webshocket import (
@@ -398,46 +398,6 @@ async def test_failing_callbacks_are_logged_and_do_not_break_the_client(caplog: 
 
 
 # --------------------------------------------------------------------------- network cut
-
-
-class Proxy:
-    """A TCP proxy to ``port``. :meth:`cut` black-holes the connections it carries (no FIN,
-    no RST: bytes just stop arriving), as a network cut does; later connections pass."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.generation = 0
-        self.writers: list[asyncio.StreamWriter] = []
-
-    def cut(self) -> None:
-        self.generation += 1
-
-    async def _pump(self, generation: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                if generation == self.generation:
-                    writer.write(data)
-        except OSError:
-            pass
-        finally:
-            writer.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        generation = self.generation
-        up_reader, up_writer = await asyncio.open_connection(HOST, self.port)
-        self.writers += [writer, up_writer]
-        await asyncio.gather(self._pump(generation, reader, up_writer), self._pump(generation, up_reader, writer))
-
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[int]:
-        server = await asyncio.start_server(self._serve, HOST, 0)
-        try:
-            yield server.sockets[0].getsockname()[1]
-        finally:
-            server.close()
-            for writer in self.writers:
-                writer.close()
-            await server.wait_closed()
 
 
 async def test_network_cut_is_detected_by_ping_and_reconnects() -> None:

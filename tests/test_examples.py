@@ -55,6 +55,7 @@ def test_chat_example() -> None:
             "mod   <- [chat.lobby] *: alice joined",  # the pattern subscriber sees the concrete channel
             "alice <- [chat.lobby] *: bob joined",
             "mod   <- [chat.lobby] *: bob joined",
+            "carol joins '*' -> APPLICATION_ERROR | invalid room name '*'",  # client input never widens
             "mod   <- [chat.games] *: carol joined",
             "bob   <- [chat.lobby] alice: hi bob!",
             "mod   <- [chat.lobby] alice: hi bob!",
@@ -62,6 +63,7 @@ def test_chat_example() -> None:
             "carol <- [chat.games] mod: keep it friendly",
             "nothing else for: alice, bob, carol, mod",  # exclude=(sender,): no echoes, no other rooms
             "rooms and members: {'chat.games': 1, 'chat.lobby': 2}",
+            "who is in bob's room: ['alice', 'bob']",  # presence, with each member's nickname
             "chat demo finished",
         ],
     )
@@ -123,6 +125,30 @@ def test_admin_example() -> None:
     assert not any("got the admin broadcast" in line for line in lines), lines
 
 
+def test_auth_example() -> None:
+    pytest.importorskip("jwt", reason="examples/auth.py needs PyJWT: pip install 'webshocket[jwt]'")
+    lines = run_example("auth.py")
+    assert_in_order(
+        lines,
+        [
+            "no token               -> refused: HTTP 401 A token is required: ?token=, a bearer.<token> subprotocol "
+            "or Authorization.",
+            "forged token           -> refused: HTTP 401 Invalid token.",
+            "expired token          -> refused: HTTP 401 Token expired.",
+            "token in query string  -> accepted as alice",
+            "token as subprotocol   -> accepted as bob",
+            "token in Authorization -> accepted as carol",
+            "dave whoami()          -> dave",
+            "erin refresh()         -> renewed",
+            "erin refresh(mallory)  -> APPLICATION_ERROR: refresh refused: the token is for another user",
+            "dave's token expired   -> closed by the server with 4401",
+            "dave whoami() after    -> ConnectionClosedError (reconnect with a new token)",
+            "erin whoami() after    -> erin (refreshed, still connected)",
+            "auth demo finished",
+        ],
+    )
+
+
 def http_get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -149,7 +175,9 @@ async def test_browser_serve_example() -> None:
         status, page = await asyncio.to_thread(http_get, f"{site}?ws={ws_url}")
         assert status == 200
         assert page == (EXAMPLES / "browser" / "index.html").read_text(encoding="utf-8")
-        assert "new WebSocket(url)" in page
+        assert 'from "./webshocket-client/index.js"' in page  # the page uses the JavaScript client
+        status, module = await asyncio.to_thread(http_get, f"{site}webshocket-client/index.js")
+        assert status == 200 and "WebshocketClient" in module
         assert (await asyncio.to_thread(http_get, f"{site}serve.py"))[0] == 404  # only the page is served
 
         # what the page does, from a generic (JSON) client: add, join the lobby, say something
@@ -174,3 +202,20 @@ async def test_browser_serve_example() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def test_recovery_example() -> None:
+    lines = run_example("recovery.py")
+    assert_in_order(
+        lines,
+        [
+            "server: on_connect (a new session)",
+            "client: watching eurusd",
+            "network: cut",
+            "client: connection lost",
+            "client: reconnected, session recovered: True",
+            "client: got 30 prices, in order and once each: True",
+            "client: still eurusd (session state kept)",
+        ],
+    )
+    assert lines.count("server: on_connect (a new session)") == 1  # the resume runs no application code

@@ -140,11 +140,11 @@ class ClientRun:
     received: list[Packet[Any]]
 
 
-def _their_client_run(version: str) -> ClientRun:
+def _their_client_run(version: str, **server_options: Any) -> ClientRun:
     venvs.venv_python(version)  # build outside the event loop
 
     async def main() -> ClientRun:
-        async with running_server(OurHandler) as server:
+        async with running_server(OurHandler, **server_options) as server:
             proc = await asyncio.create_subprocess_exec(
                 str(venvs.venv_python(version)),
                 str(INTEROP / "their_client.py"),
@@ -171,9 +171,17 @@ def client_050() -> ClientRun:
     return _their_client_run("0.5.0")
 
 
-@pytest.fixture(params=["0.5.2", "0.5.0"])
+@pytest.fixture(scope="module")
+def client_052_recovery() -> ClientRun:
+    """0.5.2's client against a server with recovery on (channel pushes carry offset and epoch)."""
+    return _their_client_run("0.5.2", recovery=True)
+
+
+@pytest.fixture(params=["0.5.2", "0.5.0", "0.5.2-recovery"])
 def their_client(request: pytest.FixtureRequest) -> ClientRun:
-    return request.getfixturevalue("client_" + request.param.replace(".", ""))  # type: ignore[no-any-return]
+    return request.getfixturevalue(  # type: ignore[no-any-return]
+        "client_" + request.param.replace(".", "").replace("-", "_")
+    )
 
 
 def _ok(entry: Any) -> dict[str, Any]:

@@ -381,7 +381,14 @@ def test_is_pattern_and_literal_prefix(impl: str, name: str) -> None:
 def test_module_api(impl: str) -> None:
     module = load(impl)
     assert module.CACHE_SIZE == 4096
-    assert set(module.__all__) == {"CACHE_SIZE", "ChannelIndex", "is_pattern", "literal_prefix"}
+    assert set(module.__all__) == {
+        "CACHE_SIZE",
+        "ChannelIndex",
+        "escape",
+        "is_pattern",
+        "literal_name",
+        "literal_prefix",
+    }
     assert module.is_pattern(["*"]) is True  # any iterable of characters, as the pure twin
     assert module.literal_prefix(["a", "?"]) == ["a"]
 
@@ -615,7 +622,9 @@ def check_pure_tries(index: Any) -> None:
         for c, kid in node.kids.items():
             stack.append((kid, key + c + kid.label, by_suffix, False))
     assert not index._suffix.entries
-    assert filed == len(index.patterns)
+    literal = sum(len(entries) for entries in index._literals.values())
+    assert all(index._literals.values())  # no empty list left behind
+    assert filed + literal == len(index.patterns)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -646,6 +655,7 @@ def test_crowded_tries_subscribe_and_unsubscribe(impl: str) -> None:
     assert all(index.matching_patterns(c) == () for c in channels)
     if impl == "py":
         assert index._prefix.kids == {} and index._suffix.kids == {} and index._prefix.entries is None
+        assert index._literals == {}
 
 
 if not NO_EXTENSIONS:
@@ -689,3 +699,167 @@ def test_non_ascii_names_against_model(impl: str, ops: list[tuple[str, Any, str]
             check_pure_tries(index)
     for _, _, name in ops:
         apply(index, model, "publish", None, name.replace("[é😀]", "😀").replace("[!a]", "b"), impl)
+
+
+# ------------------------------------------------------------------ literal names and one-name patterns
+
+LITERAL_CHARS = st.sampled_from([*"ab.*?[]!-\\", "é", "😀"])
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@settings(max_examples=300, deadline=None)
+@given(name=st.text(LITERAL_CHARS, max_size=8), others=st.lists(st.text(LITERAL_CHARS, max_size=8), max_size=10))
+def test_escape_matches_the_name_and_nothing_else(impl: str, name: str, others: list[str]) -> None:
+    module = load(impl)
+    escaped = module.escape(name)
+    assert fnmatchcase(name, escaped)
+    assert module.literal_name(escaped) == name
+    assert module.is_pattern(escaped) is model_is_pattern(name)
+    index = module.ChannelIndex()
+    index.add("s", escaped)
+    for other in [*others, name + "x", name[:-1], escaped]:
+        assert fnmatchcase(other, escaped) is (other == name)
+        assert (set(index.subscribers(other)) == {"s"}) is (other == name), other
+        assert index.matching_patterns(other) == ((escaped,) if other == name and escaped != name else ())
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@settings(max_examples=300, deadline=None)
+@given(pattern=patterns, channels=st.lists(st.text(NAME_CHARS, max_size=6), max_size=10))
+def test_literal_name_is_the_only_name_a_pattern_matches(impl: str, pattern: str, channels: list[str]) -> None:
+    single = load(impl).literal_name(pattern)
+    if single is None:
+        assert model_is_pattern(pattern)
+        return
+    assert fnmatchcase(single, pattern)
+    for channel in channels:
+        assert fnmatchcase(channel, pattern) is (channel == single)
+
+
+def escaped(name: str) -> str:
+    return load("py").escape(name)
+
+
+literal_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), SUBSCRIBERS, st.one_of(channel_names, channel_names.map(escaped))),
+        st.tuples(st.just("discard"), SUBSCRIBERS, st.one_of(channel_names, channel_names.map(escaped))),
+        st.tuples(st.just("publish"), st.none(), channel_names),
+    ),
+    max_size=40,
+)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@settings(max_examples=300, deadline=None)
+@given(ops=literal_operations)
+def test_literal_patterns_against_model(impl: str, ops: list[tuple[str, Any, str]]) -> None:
+    """Escaped names (one-name patterns, filed in a dict) mixed with names and patterns of every kind."""
+    index = load(impl).ChannelIndex()
+    model = Model()
+    for op, sub, name in ops:
+        apply(index, model, op, sub, name, impl)
+        if impl == "py":
+            check_pure_tries(index)
+    for _, _, name in ops:
+        apply(index, model, "publish", None, name, impl)
+        apply(index, model, "publish", None, load("py").literal_name(name) or name, impl)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_one_name_patterns_keep_subscription_order_and_cache(impl: str) -> None:
+    index = load(impl).ChannelIndex()
+    pats = ["room*", "room[[]1]", "r?om[1]", "room[1]", "[r]oom[[]1]", "*]", "room[[]1[]]"]
+    for p in pats:
+        index.add(p, p)
+    for channel in ("room[1]", "room1", "room[1]]", "roo"):
+        expected = tuple(p for p in pats if fnmatchcase(channel, p))
+        assert index.matching_patterns(channel) == expected, channel
+        assert index.matching_patterns(channel) == expected  # again, from the cache
+        assert set(index.subscribers(channel)) == set(expected)
+    assert index.matching_patterns("room[1]") == ("room*", "room[[]1]", "[r]oom[[]1]", "*]", "room[[]1[]]")
+    index.discard("room[[]1]", "room[[]1]")
+    assert index.matching_patterns("room[1]") == ("room*", "[r]oom[[]1]", "*]", "room[[]1[]]")
+    index.add("room[[]1]", "room[[]1]")  # a new subscription: now the last one
+    assert index.matching_patterns("room[1]") == ("room*", "[r]oom[[]1]", "*]", "room[[]1[]]", "room[[]1]")
+    for p in pats:
+        index.discard(p, p)
+    assert index.patterns == {} and index.matching_patterns("room[1]") == ()
+    if impl == "py":
+        assert index._literals == {}
+
+
+if not NO_EXTENSIONS:
+
+    @settings(max_examples=300, deadline=None)
+    @given(name=st.text(PATTERN_CHARS, max_size=10))
+    def test_twins_agree_on_escape_and_literal_name(name: str) -> None:
+        pure, compiled = load("py"), load("c")
+        assert pure.escape(name) == compiled.escape(name)
+        assert pure.literal_name(name) == compiled.literal_name(name)
+        assert compiled.literal_name(Room.LOBBY) is Room.LOBBY and compiled.escape(Room.LOBBY) is Room.LOBBY
+        assert pure.literal_name(Room.LOBBY) is Room.LOBBY and pure.escape(Room.LOBBY) is Room.LOBBY
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_one_name_patterns_alone_then_with_walked_ones(impl: str) -> None:
+    """With one-name patterns only a publish is one lookup; a walked pattern coming and going changes nothing."""
+    index = load(impl).ChannelIndex()
+    index.add("lit", "a[*]")
+    index.add("lit2", "[a]*")  # "a" then a star: a real pattern, walked
+    index.discard("lit2", "[a]*")
+    index.add("one", "a[[]")
+    for _ in range(2):
+        assert index.matching_patterns("a*") == ("a[*]",)
+        assert index.matching_patterns("a[") == ("a[[]",)
+        assert index.matching_patterns("ab") == ()
+        assert index.subscribers("a*") is index.patterns["a[*]"]  # one source: its own set
+        index.add("exact", "a*x")  # walked
+        assert set(index.subscribers("a*x")) == {"exact"}
+        assert set(index.subscribers("a*")) == {"lit"}
+        assert index.matching_patterns("a*") == ("a[*]",)
+        index.discard("exact", "a*x")
+    index.add("ch", "a*")
+    index.add("ch", "a[")
+    assert index.channels == {}  # both are patterns
+    index.add("ch", "a")
+    assert set(index.subscribers("a")) == {"ch"} and set(index.subscribers("a*")) == {"lit", "ch"}
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_reentrant_calls_with_one_name_patterns_only(impl: str) -> None:
+    """A finalizer replacing the very entry a one-name lookup is reading: no stale or freed state leaks out."""
+    index = load(impl).ChannelIndex()
+    names = [f"room[[]{i}]" for i in range(20)]
+    for name in names:
+        index.add("s", name)
+        index.add("t", name)
+    calls = 0
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        nonlocal calls
+        if phase != "start" or calls > 3000:
+            return
+        calls += 1
+        index.discard("s", "room[[]1]")
+        index.discard("t", "room[[]1]")  # the pattern goes: its entry is removed
+        index.add("s", "room[[]1]")  # ... and comes back
+        index.add("u", "r[o]om[[]1]")  # a second one-name pattern for the same name
+        index.discard("u", "r[o]om[[]1]")
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(callback)
+    gc.set_threshold(1)
+    try:
+        for _ in range(300):
+            found = index.matching_patterns("room[1]")
+            assert found in ((), ("room[[]1]",), ("room[[]1]", "r[o]om[[]1]")) and all(
+                isinstance(p, str) for p in found
+            )
+            assert set(index.subscribers("room[1]")) <= {"s", "t", "u"}
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(callback)
+    assert calls > 0
+    assert index.matching_patterns("room[1]") == ("room[[]1]",)
+    assert index.matching_patterns("room[2]") == ("room[[]2]",)

@@ -31,6 +31,9 @@ from .exceptions import (
 from .handler import DefaultWebSocketHandler, WebSocketHandler
 from .packets import Packet, RPCRequest, RPCResponse
 from .predicate import All, Any, Has, Is, IsEqual
+from .presence import Presence
+from .recovery import Recovery
+from .request import Reject, Request
 from .rpc import rate_limit, rpc_method
 from .server import WebSocketServer
 
@@ -58,6 +61,7 @@ __all__ = [
     "PacketError",
     "PacketSource",
     "PacketValidationError",
+    "Presence",
     "RPCError",
     "RPCErrorCode",
     "RPCMethodNotFoundError",
@@ -66,6 +70,9 @@ __all__ = [
     "RPCTimeoutError",
     "RateLimitError",
     "ReceiveTimeoutError",
+    "Recovery",
+    "Reject",
+    "Request",
     "ServerState",
     "SubscriptionLimitError",
     "TimeoutError",

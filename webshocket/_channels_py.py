@@ -11,12 +11,15 @@ already, else the longer one; patterns with neither sit at the prefix root. A
 publish walks both tries along the channel name (forwards, and backwards from
 its end), so it only ever tests patterns whose whole literal prefix (or suffix)
 the channel has: the cost does not grow with the number of patterns that cannot
-match. A pattern so reached is tested on the channel's length and its other
-literal end, then (unless only ``?`` and ``*`` lie between its literal ends) by
-the regex of ``fnmatch.translate``. Results are kept in a bounded cache (channel ->
-matching patterns), dropped whenever the set of patterns changes. Two constant-factor
-choices differ from the compiled twin, because a trie walk in Python costs far more than
-in C: every walked result is cached (the compiled twin only caches costly ones), and a
+match. A pattern made of literal characters only (``escape("room[1]")`` is ``room[[]1]``,
+whose tokens are all literal) matches one channel name: it is filed in a dict under that
+name instead of a trie, so a publish finds it with one lookup (and only that lookup when
+no pattern is filed in a trie). A pattern reached in a trie is tested on the channel's
+length and its other literal end, then (unless only ``?`` and ``*`` lie between its
+literal ends) by the regex of ``fnmatch.translate``. Results are kept in a bounded cache
+(channel -> matching patterns), dropped whenever the set of patterns changes. Two
+constant-factor choices differ from the compiled twin, because a trie walk in Python
+costs far more than in C: every walked result is cached (the compiled twin only caches costly ones), and a
 channel whose first character starts no prefix key and whose last character ends no
 suffix key is answered before any walk.
 
@@ -33,10 +36,11 @@ from fnmatch import translate
 from types import EllipsisType
 from typing import Any
 
-__all__ = ["CACHE_SIZE", "ChannelIndex", "is_pattern", "literal_prefix"]
+__all__ = ["CACHE_SIZE", "ChannelIndex", "escape", "is_pattern", "literal_name", "literal_prefix"]
 
 CACHE_SIZE = 4096
 _WILDCARDS = frozenset("*?[")
+_ESCAPES = {ord("*"): "[*]", ord("?"): "[?]", ord("["): "[[]"}
 
 
 # ---------------------------------------------------------------- module functions
@@ -48,6 +52,40 @@ def is_pattern(name: str) -> bool:
         text = name if type(name) is str else str.__str__(name)  # a str subclass: its characters as stored
         return "*" in text or "?" in text or "[" in text
     return not _WILDCARDS.isdisjoint(name)  # any iterable of characters
+
+
+def escape(name: str) -> str:
+    """A glob pattern that matches ``name`` and nothing else.
+
+    ``*``, ``?`` and ``[`` become ``[*]``, ``[?]`` and ``[[]``; a name without them is
+    returned as is (an exact channel).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"channel names must be str, got {type(name).__name__}")
+    text = name if type(name) is str else str.__str__(name)
+    if "*" in text or "?" in text or "[" in text:
+        return text.translate(_ESCAPES)
+    return name
+
+
+def literal_name(name: str) -> str | None:
+    """The one channel a subscription to ``name`` receives, or None when it may receive several.
+
+    ``name`` itself when it has no wildcard; for a pattern of literal characters and
+    one-character sets only (what :func:`escape` makes, or ``room[1]``), the one name it
+    matches (``room[1]`` -> ``room1``, ``escape(x)`` -> ``x``).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"channel names must be str, got {type(name).__name__}")
+    text = name if type(name) is str else str.__str__(name)
+    if not ("*" in text or "?" in text or "[" in text):
+        return name
+    chars = []
+    for kind, ch in _tokens(text):
+        if kind != _LIT:
+            return None
+        chars.append(ch)
+    return "".join(chars)
 
 
 def literal_prefix(pattern: str) -> str:
@@ -187,7 +225,7 @@ _Entry = tuple[int, str, int, int, int, str, Callable[[str], object] | None]
 class _Glob:
     """One pattern, read: its literal ends, its length bounds, its regex if it needs one."""
 
-    __slots__ = ("by_suffix", "entry", "match", "max_len", "min_len", "pattern", "prefix", "seq", "suffix")
+    __slots__ = ("by_suffix", "entry", "literal", "match", "max_len", "min_len", "pattern", "prefix", "seq", "suffix")
 
     def __init__(self, pattern: str, seq: int) -> None:
         text = pattern if type(pattern) is str else str.__str__(pattern)
@@ -212,6 +250,8 @@ class _Glob:
         self.match = None if plain else re.compile(translate(text)).match
         self.by_suffix = False
         self.entry: _Entry | None = None
+        # literal tokens only: it matches one name, ``prefix`` (filed in the index's dict, not a trie)
+        self.literal = lead == ntoks
 
     def key(self, by_suffix: bool) -> str:
         """The trie key: the literal prefix, or the literal suffix reversed."""
@@ -329,7 +369,18 @@ class ChannelIndex:
     subscribers; both are read-only views for callers (mutate through the methods).
     """
 
-    __slots__ = ("_cache", "_compiled", "_prefix", "_seq", "_suffix", "channels", "patterns")
+    __slots__ = (
+        "_cache",
+        "_compiled",
+        "_literals",
+        "_named",
+        "_prefix",
+        "_seq",
+        "_suffix",
+        "_walked",
+        "channels",
+        "patterns",
+    )
 
     def __init__(self) -> None:
         self.channels: dict[str, set[Any]] = {}
@@ -340,6 +391,10 @@ class ChannelIndex:
         self._cache: dict[str, tuple[str, ...]] = {}
         self._prefix = _Node("", "")
         self._suffix = _Node("", "")  # its root lists nothing: a suffix key is never empty
+        # the one name a pattern of literal tokens matches -> the entries of those patterns
+        self._literals: dict[str, list[_Entry]] = {}
+        self._named: dict[str, tuple[str, ...]] = {}  # the same, as the patterns a publish there matches
+        self._walked = 0  # patterns filed in the tries (the others are in _literals)
         self._seq = 0
 
     def add(self, subscriber: Hashable, name: str) -> bool:
@@ -382,6 +437,8 @@ class ChannelIndex:
             raise TypeError(f"channel names must be str, got {type(channel).__name__}")
         if not self._compiled:
             return ()
+        if not self._walked:  # one-name patterns only (literal subscriptions): one lookup, no walk
+            return self._named.get(channel, ())
         cache = self._cache
         if cache:
             cached = cache.get(channel)
@@ -401,7 +458,10 @@ class ChannelIndex:
         if kids and channel[0] in kids:
             return False
         kids = self._suffix.kids
-        return not (kids and channel[-1] in kids)
+        if kids and channel[-1] in kids:
+            return False
+        literals = self._literals
+        return not literals or channel not in literals
 
     def subscribers(self, channel: str) -> Collection[Any]:
         """Everyone subscribed to ``channel`` exactly or by a matching pattern, each once.
@@ -413,12 +473,17 @@ class ChannelIndex:
             return exact if exact is not None else ()
         if type(channel) is not str and not isinstance(channel, str):
             raise TypeError(f"channel names must be str, got {type(channel).__name__}")
-        cache = self._cache
-        matched = cache.get(channel) if cache else None
-        if matched is None:
-            if self._nowhere(channel):
+        if not self._walked:  # one-name patterns only (literal subscriptions): one lookup, no walk
+            matched: tuple[str, ...] | None = self._named.get(channel)
+            if matched is None:
                 return exact if exact is not None else ()
-            matched = self._match(channel, cache)
+        else:
+            cache = self._cache
+            matched = cache.get(channel) if cache else None
+            if matched is None:
+                if self._nowhere(channel):
+                    return exact if exact is not None else ()
+                matched = self._match(channel, cache)
         if not matched:
             return exact if exact is not None else ()
         if exact is None and len(matched) == 1:
@@ -478,6 +543,11 @@ class ChannelIndex:
                     if min_len <= n <= max_len and text[:k] == other and (match is None or match(text)):
                         hits.append(entry)
             kids = node.kids
+        literals = self._literals
+        if literals:
+            found = literals.get(text)
+            if found is not None:
+                hits.extend(found)
         if hits:
             if len(hits) > 1:
                 hits.sort()  # by seq: the order of ``patterns``
@@ -492,6 +562,14 @@ class ChannelIndex:
     def _add_pattern(self, pattern: str) -> None:
         g = _Glob(pattern, self._seq)
         self._seq += 1
+        if g.literal:  # one name: a dict entry, no trie
+            entry = g.file(False)
+            found = self._literals.get(g.prefix)
+            entries = self._literals[g.prefix] = [entry] if found is None else [*found, entry]
+            self._named[g.prefix] = tuple([e[1] for e in entries])
+            self._compiled[pattern] = g
+            self._cache = {}
+            return
         # File it by literal prefix or by literal suffix: where fewer patterns already wait
         # to be tested (so 10,000 "news.*.<i>" go by their distinct suffixes), else by the longer.
         if not g.suffix:
@@ -503,11 +581,23 @@ class ChannelIndex:
             on_suffix = _load(self._suffix, g.key(True))
             by_suffix = on_suffix < on_prefix or (on_suffix == on_prefix and len(g.suffix) > len(g.prefix))
         _insert(self._suffix if by_suffix else self._prefix, g.key(by_suffix), by_suffix, g.file(by_suffix))
+        self._walked += 1
         self._compiled[pattern] = g
         self._cache = {}
 
     def _remove_pattern(self, pattern: str) -> None:
         g = self._compiled.pop(pattern)
-        if g.entry is not None:
-            _remove(self._suffix if g.by_suffix else self._prefix, g.key(g.by_suffix), g.entry)
+        if g.literal:
+            # a new list: a match that is iterating the old one (reentered from a finalizer) is not disturbed
+            rest = [e for e in self._literals.get(g.prefix, ()) if e is not g.entry]
+            if rest:
+                self._literals[g.prefix] = rest
+                self._named[g.prefix] = tuple([e[1] for e in rest])
+            else:
+                self._literals.pop(g.prefix, None)
+                self._named.pop(g.prefix, None)
+        else:
+            self._walked -= 1
+            if g.entry is not None:
+                _remove(self._suffix if g.by_suffix else self._prefix, g.key(g.by_suffix), g.entry)
         self._cache = {}

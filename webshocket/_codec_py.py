@@ -229,6 +229,10 @@ def _packet_map(packet: Packet[Any]) -> dict[str, Any]:
         out["timestamp"] = packet.timestamp
     if packet.correlation_id is not None:
         out["correlation_id"] = packet.correlation_id
+    if packet.offset is not None:
+        out["offset"] = packet.offset
+    if packet.epoch is not None:
+        out["epoch"] = packet.epoch
     return out
 
 
@@ -351,6 +355,9 @@ def _packet(obj: Any) -> Packet[Any]:
         if type(timestamp) not in (float, int):
             raise _Invalid
         timestamp = float(timestamp)
+    offset = obj.get("offset")
+    if offset is not None and type(offset) is not int:
+        raise _Invalid
     return Packet(
         _SOURCES[source],
         obj.get("data"),
@@ -358,6 +365,8 @@ def _packet(obj: Any) -> Packet[Any]:
         _str_or_none(obj.get("channel")),
         timestamp,
         _str_or_none(obj.get("correlation_id")),
+        offset,
+        _str_or_none(obj.get("epoch")),
     )
 
 

@@ -94,6 +94,7 @@ class Sink:
         self.on_slow = on_slow  # closes the connection (policy "disconnect")
         self.max_backlog = max_backlog  # hard cap on the bytes held for this connection
         self.patient = patient  # above max_out, pushes still queue (up to max_backlog) for a while
+        self.corked = False  # frames queue but are not written (a session resume puts older ones first)
 
     def queue(self, frames: bytes) -> None:
         """Queue frames for the end of this loop iteration (written at once without a flusher)."""
@@ -145,7 +146,7 @@ class Sink:
             if self.out is None or self.out_size + size <= self.max_out:
                 return True
             self.flush()  # the transport's high-water mark decides (pause_writing sets blocked)
-            if not self.blocked:
+            if not self.blocked and not self.corked:
                 return True
         if self.drop or not self.patient or self.backlog() + size > self.max_backlog:
             self.slow()
@@ -176,9 +177,9 @@ class Sink:
         asyncio.get_running_loop().call_later(SLOW_CONSUMER_GRACE, _abort, self.transport)
 
     def flush(self) -> None:
-        """Write the queued frames now."""
+        """Write the queued frames now (unless corked)."""
         out = self.out
-        if out is not None:
+        if out is not None and not self.corked:
             self.out = None
             transport = self.transport
             if not transport.is_close_frame_sent and not transport.is_disconnected:
@@ -186,6 +187,21 @@ class Sink:
                     transport.underlying_transport.write(out[0])
                 else:
                     transport.underlying_transport.writelines(out)
+
+    def uncork(self, front: list[bytes], keep: bool) -> None:
+        """Write ``front``, then the frames queued while corked (``keep``; else they are dropped), now."""
+        self.corked = False
+        out = self.out
+        self.out = None
+        frames = front + out if keep and out is not None else front
+        self.out_size = 0
+        if frames and self.open:
+            self.out = frames
+            size = 0
+            for frames_of_one in frames:
+                size += len(frames_of_one)
+            self.out_size = size
+            self.flush()
 
 
 class Endpoint:

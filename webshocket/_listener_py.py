@@ -15,14 +15,14 @@ import logging
 import select
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from uuid import uuid4
 
 import picows
 from picows import WSCloseCode
 
 from . import _fanout
-from ._codec import INVALID_REQUEST, decode_packet, frame, response_frame, salvage_call_id
+from ._codec import INVALID_REQUEST, decode_packet, encode_packet, frame, response_frame, salvage_call_id
 from ._fanout import CLOSE_SLOW_CONSUMER, Flusher
 from ._framing import write_message
 from .connection import ClientConnection
@@ -33,10 +33,14 @@ from .handler import DefaultWebSocketHandler, WebSocketHandler
 from .limits import KeyedBuckets
 from .packets import Packet, RPCRequest
 from .ratelimit import TokenBucket
+from .recovery import Snapshot, new_token, parse_hello
+from .request import Request, bind_remote_address, take_session
 
 if TYPE_CHECKING:
     from .config import ServerConfig
     from .hub import Hub
+    from .recovery import MemoryStore
+    from .redis_recovery import RedisStore
     from .typing import RateLimitConfig
 
 
@@ -47,11 +51,12 @@ def _probe() -> None:
 if type(_probe).__name__ == "function":  # pure Python; compiled, the .pxd cimports MessageListener instead
     from ._framing import *  # noqa: F403
 
-__all__ = ["ServerCore", "ServerListener"]
+__all__ = ["CLOSE_SESSION_TAKEN", "ServerCore", "ServerListener"]
 
 _logger = logging.getLogger("webshocket.server")
 _RPC = PacketSource.RPC
 _UNKNOWN = PacketSource.UNKNOWN
+_SESSION = PacketSource.SESSION
 
 _NOT_FOUND = int(RPCErrorCode.METHOD_NOT_FOUND)
 _INVALID_PARAMS = int(RPCErrorCode.INVALID_PARAMS)
@@ -64,6 +69,8 @@ PAUSE_QUEUE = 1
 """Reading paused: the ``recv()`` queue or the ``on_receive`` inbox is full (``packet_qsize``)."""
 PAUSE_INFLIGHT = 2
 """Reading paused: too many RPCs of this connection in flight (``max_inflight_rpcs``)."""
+CLOSE_SESSION_TAKEN = 4009
+"""Close code for a connection whose session a new connection resumed (its client had gone quiet)."""
 PAUSE_SHUTDOWN = 4
 """Reading paused: the server is shutting down."""
 PAUSE_BACKLOG = 8
@@ -80,6 +87,15 @@ SWEEP_INTERVAL = 0.25
 
 _CLOSED = object()  # wakes recv() when the connection goes away
 _GONE = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
+
+
+def conflicts(seeded: dict[str, Any], parked: dict[str, Any], identity: tuple[str, ...]) -> bool:
+    """Did the handshake hook seed an identity key (``Recovery.identity``, e.g. the authenticated
+    user) that the parked session holds with another value? Then the token is not this client's."""
+    for key in identity:
+        if key in seeded and key in parked and parked[key] != seeded[key]:
+            return True
+    return False
 
 
 def _pong_received(transport: picows.WSTransport) -> None:
@@ -178,6 +194,7 @@ class ServerCore:
         self.sweeping: asyncio.TimerHandle | None = None
         self.on_open = on_open
         self.keyed = KeyedBuckets()  # rate limits shared by the connections of a key
+        self.sessions: dict[str, ServerListener] = {}  # token -> connection, for sessions still connected
 
     # ------------------------------------------------------------------ dispatch
 
@@ -504,7 +521,10 @@ class ServerCore:
         self.stats["connections_opened"] += 1
         if self.on_open is not None:
             self.on_open(conn)
-        if self.has_on_connect:
+        if engine.wants_session and self.hub.store is not None:
+            engine.connect_task = task = self.loop.create_task(self._open_session(engine))
+            self._track(task)
+        elif self.has_on_connect:
             engine.connect_task = task = self.loop.create_task(self._on_connect(engine))
             self._track(task)
         else:
@@ -515,10 +535,80 @@ class ServerCore:
             await self.handler.on_connect(engine.conn)
         except Exception:
             _logger.exception("on_connect raised for %s", engine.remote_address())
+        self._opened(engine)
+
+    def _opened(self, engine: ServerListener) -> None:
+        """The connection is set up: messages held meanwhile are dispatched, in order."""
         engine.ready = True
         engine.wake_early()
         engine.resume_reading(PAUSE_CONNECTING)
         engine.release()
+
+    async def _open_session(self, engine: ServerListener) -> None:
+        """A connection that asked for a session (server with recovery): read the client's
+        hello (its first message), resume its session if it can be, or start a new one.
+
+        The reply (a SESSION packet with the next token and whether the session was
+        recovered) goes first; a resumed session then gets its missed messages, in publish
+        order, before anything new: from the claim to the last missed message nothing
+        awaits, so no publish comes between. A new session runs ``on_connect``.
+        """
+        hub = self.hub
+        store = hub.store
+        recovery = self.config.recovery
+        assert store is not None and recovery is not None
+        conn = engine.conn
+        hello = None
+        try:
+            payload = await engine.first_message(recovery.hello_timeout)
+        except ConnectionClosedError:
+            return
+        if payload is not None:
+            packet = decode_packet(payload, engine.sink.as_json)
+            if packet.source is _SESSION:
+                engine.take_first()
+                hello = parse_hello(packet.data, recovery.max_positions)
+        if not engine.is_open:
+            return
+        resume = None
+        hub.track(conn)
+        if hello is not None and hello[0] is not None:
+            old = self.sessions.get(hello[0])
+            if old is not None and old is not engine:  # the client is back before its old connection was seen to drop
+                self._park(old)
+                old.close(CLOSE_SESSION_TAKEN, b"Session resumed by another connection.")
+                if store.shared:
+                    await cast("RedisStore", store).settle()  # parked in Redis before it is claimed
+            if store.shared:
+                if await self._resume_shared(engine, hello[0], hello[1]):
+                    return
+            else:
+                resume = cast("MemoryStore", store).claim(hello[0], hello[1])
+                if resume is not None and conflicts(conn.session_state, resume.snapshot.state, recovery.identity):
+                    resume = None
+        if not engine.is_open:
+            return
+        token = self._new_session(engine)
+        sink = engine.sink
+        reply = Packet(_SESSION, {"token": token, "recovered": resume is not None})
+        engine.push(encode_packet(reply, sink.as_json))
+        if resume is None:
+            self.stats["sessions_started"] += 1
+            if self.has_on_connect:
+                await self._on_connect(engine)
+            else:
+                self._opened(engine)
+            return
+        self.stats["sessions_resumed"] += 1
+        seeded = dict(conn.session_state)  # what the handshake hook set (a fresh token's expiry) wins
+        conn.session_state.update(resume.snapshot.state)
+        conn.session_state.update(seeded)
+        hub.restore(conn, resume.snapshot.subscriptions)
+        as_json = sink.as_json
+        for out in resume.missed:
+            if not sink.push(out.frames(as_json)):
+                break  # the slow-consumer policy closed it (or drops): the client resumes again later
+        self._opened(engine)
 
     def disconnected(self, engine: ServerListener) -> None:
         """A connection went away: cancel every task it started, wake its readers, forget it."""
@@ -543,6 +633,12 @@ class ServerCore:
         """The connection closes: it leaves ``clients`` and its channels at once (so nothing is
         sent to it any more), every task it started is cancelled, what it queued forgotten."""
         if engine.conn is not None:  # not now: a fan-out may be iterating those very sets
+            if engine.session is not None:
+                self.sessions.pop(engine.session, None)
+                if engine.parkable:
+                    self._park(engine)
+                elif self.hub.store is not None:
+                    self.hub.store.forget(engine.session)
             self.loop.call_soon(self._forget, engine)
         for tasks in (engine.streams, engine.calls):
             for task in tasks.values():
@@ -562,6 +658,82 @@ class ServerCore:
         engine.held = 0
         engine.wake_writers()
         engine.wake_early()
+
+    def _new_session(self, engine: ServerListener) -> str:
+        engine.session = token = new_token()
+        self.sessions[token] = engine
+        return token
+
+    async def _resume_shared(self, engine: ServerListener, token: str, positions: dict[str, tuple[str, int]]) -> bool:
+        """Resume from Redis (the session may come from another node); False: start a new one.
+
+        The session's subscriptions are restored first, with the connection's output corked;
+        once Redis confirms them, its history is read: every message published since the
+        client's positions is in it or arrives live, behind the cork. The reply and the
+        missed messages then go first; live ones that the history had as well are repeats,
+        which a client drops by their offset (see docs/protocol.md).
+        """
+        hub = self.hub
+        store = cast("RedisStore", hub.store)
+        conn = engine.conn
+        sink = engine.sink
+        try:
+            snapshot = await store.claim(token)
+        except Exception as exc:
+            _logger.warning("Recovery: could not read a session from Redis: %s", exc)
+            return False
+        if snapshot is None or not engine.is_open:
+            return False
+        if conflicts(conn.session_state, snapshot.state, self.config.recovery.identity):  # type: ignore[union-attr]
+            return False
+        sink.corked = True
+        missed = None
+        try:
+            hub.restore(conn, snapshot.subscriptions)
+            bridge = hub.bridge
+            if bridge is None or await bridge.backplane.sync():
+                missed = await store.missed(snapshot.subscriptions, positions)
+        except Exception as exc:
+            _logger.warning("Recovery: could not read channel history from Redis: %s", exc)
+        if missed is None or not engine.is_open:
+            hub.unsubscribe_all(conn)
+            hub.track(conn)
+            sink.uncork([], False)
+            return False
+        seeded = dict(conn.session_state)  # what the handshake hook set wins
+        conn.session_state.update(snapshot.state)
+        conn.session_state.update(seeded)
+        new = self._new_session(engine)
+        as_json = sink.as_json
+        reply = frame(encode_packet(Packet(_SESSION, {"token": new, "recovered": True}), as_json))
+        frames = [reply]
+        for out in missed:
+            try:
+                frames.append(out.frames(as_json))
+            except Exception as exc:  # (JSON) a value another node wrote that this dialect cannot carry
+                self.stats["encode_errors"] += 1
+                _logger.error("Recovery: a missed message cannot be encoded for this client: %s", exc)
+        sink.uncork(frames, True)
+        self.stats["sessions_resumed"] += 1
+        self._opened(engine)
+        return True
+
+    def session_snapshots(self) -> list[tuple[str, Snapshot]]:
+        """A snapshot of every session connection (written to Redis periodically)."""
+        hub = self.hub
+        return [
+            (token, Snapshot(dict(engine.conn.session_state), hub.snapshot(engine.conn)))
+            for token, engine in self.sessions.items()
+            if engine.is_open
+        ]
+
+    def _park(self, engine: ServerListener) -> None:
+        """Keep the session of a connection that dropped, for its client to resume."""
+        store = self.hub.store
+        token = engine.session
+        if store is not None and token is not None:
+            conn = engine.conn
+            store.park(token, Snapshot(dict(conn.session_state), self.hub.snapshot(conn)))
 
     def _forget(self, engine: ServerListener) -> None:
         """A closing connection leaves ``clients`` and its channels."""
@@ -705,6 +877,7 @@ class ServerListener(MessageListener):  # noqa: F405
         "max_held",
         "max_subscribed_channels",
         "packet_qsize",
+        "parkable",
         "paused",
         "pending",
         "queue",
@@ -712,14 +885,19 @@ class ServerListener(MessageListener):  # noqa: F405
         "ready",
         "receiving",
         "remote",
+        "request",
         "running",
+        "session",
         "sink",
         "streams",
         "transport",
+        "wants_session",
         "writers",
     )
 
-    def __init__(self, core: ServerCore, client_type: ClientType) -> None:
+    def __init__(
+        self, core: ServerCore, client_type: ClientType, session: bool = False, request: Request | None = None
+    ) -> None:
         config = core.config
         super().__init__(config.max_message_size, config.max_message_frames)
         self.core = core
@@ -753,6 +931,10 @@ class ServerListener(MessageListener):  # noqa: F405
         self.draining = False  # dispatching held messages
         self.early: asyncio.Future[None] | None = None  # a recv() in on_connect waits for a message
         self.connect_task: asyncio.Task[Any] | None = None
+        self.wants_session = session  # the client asked for a session (server with recovery)
+        self.session: str | None = None  # its token, once the session is set up
+        self.parkable = True  # kept for a resume when it ends: not if the client or the server ended it on purpose
+        self.request = request  # the upgrade request, when the handshake hook or origin check parsed it
 
     # ------------------------------------------------------------------ picows callbacks
 
@@ -773,7 +955,13 @@ class ServerListener(MessageListener):  # noqa: F405
         )
         self.sink = sink
         self.is_open = True
-        self.conn = ClientConnection(self, sink)
+        conn: ClientConnection[Any] = ClientConnection(self, sink)
+        self.conn = conn
+        request = self.request
+        if request is not None:
+            seeded = take_session(request)
+            if seeded:  # what on_handshake returned: session state before on_connect
+                conn.session_state.update(seeded)
         core.connected(self)
 
     def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
@@ -808,6 +996,15 @@ class ServerListener(MessageListener):  # noqa: F405
 
     # ------------------------------------------------------------------ for the facade
 
+    def upgrade_request(self) -> Request:
+        """The HTTP upgrade request this connection was opened with (parsed on first use)."""
+        request = self.request
+        if request is None:
+            request = self.request = Request(self.transport.request, self.remote_address())
+        else:
+            bind_remote_address(request, self.remote_address())
+        return request
+
     def remote_address(self) -> tuple[str, int]:
         """``(host, port)`` of the client."""
         remote = self.remote
@@ -834,6 +1031,8 @@ class ServerListener(MessageListener):  # noqa: F405
         """Close the connection (queued replies go first)."""
         if not self.is_open:
             return
+        if code != WSCloseCode.GOING_AWAY and code != CLOSE_SLOW_CONSUMER:
+            self.parkable = False  # closed on purpose (not a shutdown, not a slow link): no resume
         sink = self.sink
         if sink is not None:
             sink.flush()
@@ -980,6 +1179,28 @@ class ServerListener(MessageListener):  # noqa: F405
                 self.early = None
         return None
 
+    async def first_message(self, timeout: float) -> bytes | None:
+        """The first message held while the connection is set up, left in place (None: none came in time)."""
+        loop = self.core.loop
+        deadline = loop.time() + timeout
+        while not self.pending:
+            if not self.is_open:
+                raise ConnectionClosedError("Cannot receive data: client is not connected.")
+            waiter: asyncio.Future[None] = loop.create_future()
+            self.early = waiter
+            try:
+                await asyncio.wait_for(waiter, max(0.0, deadline - loop.time()))
+            except (asyncio.TimeoutError, TimeoutError):
+                return None
+            finally:
+                self.early = None
+        return self.pending[0]
+
+    def take_first(self) -> None:
+        """Remove the first held message (the session hello: it is not dispatched)."""
+        payload = self.pending.pop(0)
+        self.unhold(len(payload))
+
     def wake_early(self) -> None:
         """A message arrived (or the connection went) while ``recv_early`` waits."""
         waiter = self.early
@@ -1001,6 +1222,8 @@ class ServerListener(MessageListener):  # noqa: F405
         """The client closes: replies already queued go before our close frame."""
         if self.sink is not None:
             self.sink.flush()
+        if not frame.payload_size or frame.get_close_code() == WSCloseCode.OK:
+            self.parkable = False  # the client said goodbye (1000 or no code; 1001 and others may come back)
         self.mark_closed()
         MessageListener.on_close_frame(self, transport, frame)  # noqa: F405
 
@@ -1048,6 +1271,8 @@ class ServerListener(MessageListener):  # noqa: F405
             else:
                 self.core.call(self, rpc)
             return
+        if packet.source is _SESSION:  # only a session connection's first message may be one (the hello)
+            packet = Packet(_UNKNOWN, payload)
         if packet.data is payload and packet.source is _UNKNOWN:  # not a valid packet
             call_id = salvage_call_id(payload, as_json)
             if call_id is not None:  # a malformed RPC request: answer it

@@ -16,7 +16,7 @@ from .utils import generate_uuid
 __all__ = ["Packet", "RPCRequest", "RPCResponse"]
 
 _RPC_SOURCE = PacketSource.RPC
-_PACKET_FIELDS = ("source", "data", "rpc", "channel", "timestamp", "correlation_id")
+_PACKET_FIELDS = ("source", "data", "rpc", "channel", "timestamp", "correlation_id", "offset", "epoch")
 
 
 class RPCRequest:
@@ -115,23 +115,38 @@ class Packet:
         channel: the channel a CHANNEL packet was published to.
         timestamp: optional float.
         correlation_id: optional string.
+        offset: a CHANNEL packet's position in its channel's history (servers with recovery).
+        epoch: the history ``offset`` counts in; it changes when that history was lost.
     """
 
-    __slots__ = ("channel", "correlation_id", "data", "rpc", "source", "timestamp")
+    __slots__ = ("channel", "correlation_id", "data", "epoch", "offset", "rpc", "source", "timestamp")
 
-    def __init__(self, source, data=None, rpc=None, channel=None, timestamp=None, correlation_id=None):
+    def __init__(
+        self, source, data=None, rpc=None, channel=None, timestamp=None, correlation_id=None, offset=None, epoch=None
+    ):
         self.source = source
         self.data = data
         self.rpc = rpc
         self.channel = channel
         self.timestamp = timestamp
         self.correlation_id = correlation_id
+        self.offset = offset
+        self.epoch = epoch
 
     def __class_getitem__(cls, item):
         return GenericAlias(cls, item)
 
     def _values(self):
-        return (self.source, self.data, self.rpc, self.channel, self.timestamp, self.correlation_id)
+        return (
+            self.source,
+            self.data,
+            self.rpc,
+            self.channel,
+            self.timestamp,
+            self.correlation_id,
+            self.offset,
+            self.epoch,
+        )
 
     def __eq__(self, other):
         if not isinstance(other, Packet):

@@ -55,6 +55,8 @@ class Packet(Generic[RType]):
     channel: str | None
     timestamp: float | None
     correlation_id: str | None
+    offset: int | None
+    epoch: str | None
     def __init__(
         self,
         source: PacketSource | int,
@@ -63,5 +65,7 @@ class Packet(Generic[RType]):
         channel: str | None = None,
         timestamp: float | None = None,
         correlation_id: str | None = None,
+        offset: int | None = None,
+        epoch: str | None = None,
     ) -> None: ...
     def __eq__(self, other: object) -> bool: ...

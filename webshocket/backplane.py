@@ -42,6 +42,11 @@ __all__ = ["Backplane", "BackplaneBridge", "MemoryBackplane", "MemoryHub", "pred
 
 _logger = logging.getLogger("webshocket.backplane")
 ENVELOPE_VERSION = 1
+RECORDED_ENVELOPE_VERSION = 2
+"""An envelope Redis completes (recovery with the Redis backplane): the packet, last, carries the
+offset and epoch Redis gave it; every node delivers it, the publishing node included."""
+MAX_EXCLUDES = 1024
+"""Own recorded publishes whose ``exclude`` set a node keeps until they come back from Redis."""
 KIND_BROADCAST = 1
 KIND_CHANNEL = 2
 REPLAY_WINDOW = 4096
@@ -50,7 +55,7 @@ MAX_ORIGINS = 4096
 """Origin nodes whose last sequence number a node remembers."""
 
 Deliver = Callable[[bytes], None]
-DeliverRemote = Callable[[bool, "str | None", bytes, "RPC_Predicate | None"], None]
+DeliverRemote = Callable[[bool, "str | None", bytes, "RPC_Predicate | None", Any], None]
 
 
 class Backplane(ABC):
@@ -110,6 +115,7 @@ class BackplaneBridge:
         self._last_seen: OrderedDict[bytes, int] = OrderedDict()
         self.received = 0
         self.duplicates = 0
+        self._excluded: OrderedDict[int, Any] = OrderedDict()  # own recorded publish -> its exclude set
 
     @property
     def origins(self) -> int:
@@ -140,14 +146,35 @@ class BackplaneBridge:
         )
         self.backplane.publish(channel, envelope)
 
+    def recorded_head(self, channel: str, spec: Any, excluded: Any) -> bytes:
+        """The start of a recorded publish's envelope: Redis appends the packet (see
+        :data:`RECORDED_ENVELOPE_VERSION`). ``excluded`` applies when it comes back here."""
+        self._seq += 1
+        if excluded:
+            self._excluded[self._seq] = excluded
+            if len(self._excluded) > MAX_EXCLUDES:
+                self._excluded.popitem(last=False)
+        fields = (RECORDED_ENVELOPE_VERSION, self.node_id, self._seq, KIND_CHANNEL, channel, spec)
+        return b"\x97" + b"".join(msgpack.packb(field, use_bin_type=True) for field in fields)
+
     def deliver(self, envelope: bytes) -> None:
         """An envelope arrived from the backplane: fan it out to this node's clients."""
+        excluded: Any = ()
         try:
-            version, origin, seq, kind, channel, packet, spec = msgpack.unpackb(envelope, raw=False)
-            if version != ENVELOPE_VERSION:
+            fields = msgpack.unpackb(envelope, raw=False)
+            if not isinstance(fields, list) or len(fields) != 7:
+                raise ValueError("not an envelope")
+            version, origin, seq, kind, channel = fields[:5]
+            if version == ENVELOPE_VERSION:
+                packet, spec = fields[5:]
+                if origin == self.node_id:
+                    return  # delivered locally when it was published
+            elif version == RECORDED_ENVELOPE_VERSION:  # every node delivers it, this one too
+                spec, packet = fields[5:]
+                if origin == self.node_id:
+                    excluded = self._excluded.pop(seq, ())
+            else:
                 raise ValueError(f"envelope version {version}")
-            if origin == self.node_id:
-                return  # delivered locally when it was published
             if not isinstance(seq, int) or not isinstance(origin, bytes):
                 raise ValueError("bad origin or sequence number")
             if self._is_repeat(origin, seq):
@@ -158,7 +185,7 @@ class BackplaneBridge:
             _logger.warning("Dropped an invalid backplane message (%d bytes): %s", len(envelope), exc)
             return
         self.received += 1
-        self.deliver_remote(kind == KIND_BROADCAST, channel, packet, predicate)
+        self.deliver_remote(kind == KIND_BROADCAST, channel, packet, predicate, excluded)
 
     def _is_repeat(self, origin: bytes, seq: int) -> bool:
         """Has this node delivered envelope ``seq`` of ``origin`` already? (and remember it)

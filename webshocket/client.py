@@ -43,14 +43,20 @@ __all__ = [
 _logger = logging.getLogger("webshocket.client")
 _CUSTOM = int(PacketSource.CUSTOM)
 _RPC = PacketSource.RPC
+_SESSION = PacketSource.SESSION
+_CHANNEL = PacketSource.CHANNEL
+_SESSION_SUBPROTOCOL = "webshocket.v1+session"
 _CLOSED = object()
 _T = TypeVar("_T")
 
-NO_RECONNECT_CLOSE_CODES: frozenset[int] = frozenset({1000, 1002, 1003, 1007, 1008, 1009, 1010, 4001, 4003, 4401, 4403})
+NO_RECONNECT_CLOSE_CODES: frozenset[int] = frozenset(
+    {1000, 1002, 1003, 1007, 1008, 1009, 1010, 4001, 4003, 4009, 4401, 4403}
+)
 """Close codes after which a ``connect(retry=True)`` client does not reconnect: the server
 meant it. 1000 normal (also a close frame without a code), 1008 policy violation, the
 protocol errors 1002/1003/1007/1009/1010 (the same client would repeat them), and the
-"unauthorized"/"forbidden" application codes 4001, 4003, 4401, 4403. Any other code
+"unauthorized"/"forbidden" application codes 4001, 4003, 4401, 4403, and 4009 (another connection
+resumed this client's session). Any other code
 (1001 going away, 1011, 1012 service restart, 1013 try again later, 4008 slow consumer,
 ...) and a drop without a close frame reconnect."""
 
@@ -61,7 +67,12 @@ OnDisconnect = Callable[[int | None], Awaitable[None] | None]
 """``on_disconnect(code)``: the connection was lost; ``code`` is the server's close code (None: no close frame)."""
 
 OnReconnect = Callable[[bool], Awaitable[None] | None]
-"""``on_reconnect(recovered)``: reconnected; ``recovered``: the server kept the session (for now always False)."""
+"""``on_reconnect(recovered)``: reconnected; ``recovered``: the server gave back the session (its state,
+subscriptions and every message missed on its channels). False: a new session (the server ran
+``on_connect`` again; refetch what the application needs)."""
+
+SESSION_REPLY_TIMEOUT = 10.0
+"""Seconds a client waits for the server's answer to its session hello."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +126,14 @@ class _ClientListener(MessageListener):
             self.transport = None
             self.gone(self)
 
+    def send_user_specific_ping(self, transport: WSTransport) -> None:
+        """Keep-alive: while reading is paused (the application is behind) the server's pong
+        could not be read, so the link counts as alive until reading resumes."""
+        if self.paused:
+            asyncio.get_running_loop().call_soon(transport.notify_user_specific_pong_received)
+        else:
+            transport.send_ping()
+
     def pause(self) -> None:
         """Stop reading the socket (the client's recv() buffer is full)."""
         transport = self.transport
@@ -148,6 +167,9 @@ class WebSocketClient:
         on_disconnect: called with the close code (None: no close frame) when the
             connection is lost, not after :meth:`close`. See :data:`OnDisconnect`.
         on_reconnect: called with ``recovered`` after an automatic reconnect. See :data:`OnReconnect`.
+        session: ask the server for a session (used when the server has ``recovery`` on): after a
+            reconnect the client gets back its session state, subscriptions and missed messages.
+        max_positions: channels whose last position the client remembers for a resume.
 
     Both callbacks may be plain functions or coroutine functions (run as tasks); what
     they raise is logged. :attr:`no_reconnect_codes` holds the close codes that end a
@@ -164,6 +186,8 @@ class WebSocketClient:
         max_message_size: int = DEFAULT_CLIENT_MAX_MESSAGE_SIZE,
         on_disconnect: OnDisconnect | None = None,
         on_reconnect: OnReconnect | None = None,
+        session: bool = True,
+        max_positions: int = 1000,
     ) -> None:
         parts = urlsplit(uri)
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
@@ -191,12 +215,19 @@ class WebSocketClient:
         self._reconnect_task: asyncio.Task[None] | None = None
         self._gave_up: tuple[str, BaseException | None] | None = None  # why reconnecting failed
         self._callback_tasks: set[asyncio.Future[None]] = set()
+        self.session = session
+        self.max_positions = max_positions
+        self._token: str | None = None  # the server's session token (servers with recovery)
+        self._positions: dict[str, tuple[str, int]] = {}  # channel -> (epoch, offset) last seen
+        self._session_reply: asyncio.Future[Any] | None = None  # waits for the answer to the hello
+        self.recovered: bool | None = None  # outcome of the last session set-up (None: no session)
 
     # ------------------------------------------------------------------ connecting
 
     async def _open(self, options: dict[str, Any]) -> _ClientListener:
         """One connection attempt; ``options`` are ws_connect's keywords."""
-        headers = {"Sec-WebSocket-Protocol": DEFAULT_WEBSHOCKET_SUBPROTOCOL}
+        offer = f"{_SESSION_SUBPROTOCOL}, {DEFAULT_WEBSHOCKET_SUBPROTOCOL}" if self.session else None
+        headers = {"Sec-WebSocket-Protocol": offer or DEFAULT_WEBSHOCKET_SUBPROTOCOL}
         headers.update(options.pop("extra_headers", None) or {})
         options.setdefault("max_frame_size", self.max_message_size)
         try:
@@ -219,7 +250,32 @@ class WebSocketClient:
             raise ConnectionFailedError(
                 f"Could not connect to {self.uri}: the server closed at once (code {listener.close_code})"
             )
+        if transport.response.headers.get("Sec-WebSocket-Protocol") == _SESSION_SUBPROTOCOL:
+            self.recovered = await self._hello(listener, transport)
+        else:
+            self.recovered = None
         return listener
+
+    async def _hello(self, listener: _ClientListener, transport: WSTransport) -> bool:
+        """Open or resume the session: send the token and positions, wait for the answer."""
+        hello = {
+            "token": self._token,
+            "positions": {channel: [epoch, offset] for channel, (epoch, offset) in self._positions.items()},
+        }
+        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._session_reply = reply
+        try:
+            write_message(transport, encode_packet(Packet(_SESSION, hello), False))
+            done, _ = await asyncio.wait((reply,), timeout=SESSION_REPLY_TIMEOUT)
+        finally:
+            self._session_reply = None
+        answer = reply.result() if done else None
+        if not isinstance(answer, dict) or not isinstance(answer.get("token"), str):
+            transport.disconnect()
+            why = "no answer" if not done else "a malformed answer"
+            raise ConnectionFailedError(f"Could not connect to {self.uri}: {why} to the session hello")
+        self._token = answer["token"]
+        return answer.get("recovered") is True
 
     async def _connect_once(self, **kwargs: Any) -> None:
         listener = self._listener
@@ -391,8 +447,8 @@ class WebSocketClient:
             self._listener = listener
             self._reconnect_task = None
             self.state = ConnectionState.CONNECTED
-            self.logger.info("Reconnected to %s", self.uri)
-            self._reconnected(False)
+            self.logger.info("Reconnected to %s (session recovered: %s)", self.uri, self.recovered)
+            self._reconnected(self.recovered is True)
             return
         self._reconnect_task = None
         self._retry = None
@@ -467,6 +523,13 @@ class WebSocketClient:
             if future is not None and not future.done():
                 future.set_result(rpc)
             return
+        if packet.offset is not None and packet.source is _CHANNEL and not self._seen(packet):
+            return  # delivered already (a resume overlapping what had arrived)
+        if packet.source is _SESSION:
+            reply = self._session_reply
+            if reply is not None and not reply.done():
+                reply.set_result(packet.data)
+            return
         if self.on_receive_callback is not None:
             self._inbox.append(packet)
             if not self._receiving:
@@ -477,6 +540,23 @@ class WebSocketClient:
         queue.put_nowait(packet)
         if queue.qsize() >= self.max_packet_qsize and self._listener is not None:
             self._listener.pause()
+
+    def _seen(self, packet: Packet[Any]) -> bool:
+        """Note a channel packet's position; False if it is one the client had already."""
+        channel = packet.channel
+        epoch = packet.epoch
+        offset = packet.offset
+        if channel is None or epoch is None or offset is None:
+            return True
+        positions = self._positions
+        last = positions.pop(channel, None)  # re-inserted last: the least recently used go first
+        if last is not None and last[0] == epoch and last[1] >= offset:
+            positions[channel] = last
+            return False
+        positions[channel] = (epoch, offset)
+        if len(positions) > self.max_positions:
+            del positions[next(iter(positions))]
+        return True
 
     async def _drain(self) -> None:
         callback = self.on_receive_callback

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .constant import (
     DEFAULT_MAX_INFLIGHT_RPCS,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_SEND_BUFFER,
 )
+from .presence import Presence
+from .recovery import Recovery
+from .request import OriginPolicy
 
 __all__ = ["ServerConfig"]
 
@@ -38,6 +41,12 @@ class ServerConfig:
     max_queued_bytes: int = 4 * DEFAULT_MAX_MESSAGE_SIZE
     handshake_timeout: float | None = 5.0
     error_detail: str = "full"
+    recovery: Recovery | None = None
+    presence: Presence | None = None
+    allowed_origins: tuple[str, ...] | None = None
+    allow_missing_origin: bool = True
+    origin_policy: OriginPolicy | None = field(default=None, init=False, repr=False, compare=False)
+    """The compiled ``allowed_origins`` check (None: every origin is allowed)."""
 
     @property
     def task_share(self) -> int:
@@ -75,3 +84,8 @@ class ServerConfig:
             raise ValueError('error_detail must be "full" (0.5.x) or "minimal" (type and reference id only)')
         if self.handshake_timeout is not None and not self.handshake_timeout > 0:
             raise ValueError("handshake_timeout must be positive (or None: no timeout)")
+        origins = self.allowed_origins
+        if origins is not None:
+            origins = (origins,) if isinstance(origins, str) else tuple(origins)  # a list or one string, too
+            object.__setattr__(self, "allowed_origins", origins)
+            object.__setattr__(self, "origin_policy", OriginPolicy(origins, self.allow_missing_origin))

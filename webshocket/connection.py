@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterable
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 from uuid import UUID, uuid4
 
 from picows import WSCloseCode
@@ -21,6 +21,9 @@ from .constant import DEFAULT_CHUNK_SIZE
 from .enum import ClientType, ConnectionState, PacketSource
 from .exceptions import ConnectionClosedError
 from .packets import Packet
+
+if TYPE_CHECKING:
+    from .request import Request
 
 __all__ = ["ClientConnection", "Engine", "queue_for_recv"]
 
@@ -34,9 +37,11 @@ _CLOSED = ConnectionState.CLOSED
 class Subscriptions(Protocol):
     """Who subscribes to what (the server's :class:`~webshocket.hub.Hub`), as a connection uses it."""
 
-    def subscribe(self, client: Any, channel: str | Iterable[str]) -> None: ...
+    def subscribe(
+        self, client: Any, channel: str | Iterable[str], limited: bool = ..., literal: bool = ...
+    ) -> None: ...
 
-    def unsubscribe(self, client: Any, channel: str | Iterable[str]) -> None: ...
+    def unsubscribe(self, client: Any, channel: str | Iterable[str], literal: bool = ...) -> None: ...
 
     def subscriptions_of(self, client: Any) -> set[str]: ...
 
@@ -63,6 +68,8 @@ class Engine(Protocol):
     def transport(self) -> Any: ...
 
     def remote_address(self) -> tuple[str, int]: ...
+
+    def upgrade_request(self) -> Request: ...
 
     def push(self, payload: bytes, chunk_size: int) -> bool: ...
 
@@ -92,6 +99,7 @@ class ClientConnection(Endpoint, Generic[TState]):
         session_state: the per-connection state dict.
         uid: a unique id of this connection.
         max_subscribed_channels: subscription limit (0 or None: unlimited).
+        request: the HTTP upgrade request (:class:`webshocket.Request`).
     """
 
     __slots__ = ("__dict__", "__weakref__", "_engine", "_uid")
@@ -145,6 +153,12 @@ class ClientConnection(Endpoint, Generic[TState]):
     def remote_address(self) -> tuple[str, int]:
         """``(host, port)`` of the client."""
         return self._engine.remote_address()
+
+    @property
+    def request(self) -> Request:
+        """The HTTP upgrade request this connection was opened with: path, query parameters,
+        headers, cookies, origin, subprotocols, remote address (see :class:`webshocket.Request`)."""
+        return self._engine.upgrade_request()
 
     @property
     def max_subscribed_channels(self) -> int | None:
@@ -205,18 +219,23 @@ class ClientConnection(Endpoint, Generic[TState]):
 
     # ------------------------------------------------------------------ channels
 
-    def subscribe(self, channel: str | Iterable[str]) -> bool:
+    def subscribe(self, channel: str | Iterable[str], *, literal: bool = False) -> bool:
         """Join one or more channels or glob patterns (``"news.*"``).
+
+        A name containing ``*``, ``?`` or ``[`` is a glob pattern, as in 0.5.x. With
+        ``literal=True`` every name is a channel name, wildcards included: **use it for any
+        name built from client input**, so that ``room="*"`` joins the room named ``*``
+        rather than every room (see :func:`webshocket.channels.escape`).
 
         Returns True. Raises :class:`SubscriptionLimitError` (and subscribes to
         none of them) when that would exceed ``max_subscribed_channels``.
         """
-        self._engine.hub.subscribe(self, channel)
+        self._engine.hub.subscribe(self, channel, literal=literal)
         return True
 
-    def unsubscribe(self, channel: str | Iterable[str]) -> None:
-        """Leave one or more channels or patterns."""
-        self._engine.hub.unsubscribe(self, channel)
+    def unsubscribe(self, channel: str | Iterable[str], *, literal: bool = False) -> None:
+        """Leave one or more channels or patterns (``literal=True``: names joined with ``literal=True``)."""
+        self._engine.hub.unsubscribe(self, channel, literal=literal)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -230,7 +249,7 @@ class ClientConnection(Endpoint, Generic[TState]):
         # Only reached when the name is neither the connection's own nor in the session state.
         if name.startswith("__"):
             raise AttributeError(name)
-        # 0.5.x looked the name up on the picows transport next (``connection.request``, ...).
+        # 0.5.x looked the name up on the picows transport next (``connection.is_disconnected``, ...).
         value = getattr(self._engine.transport, name, _MISSING)
         if value is not _MISSING:
             return value

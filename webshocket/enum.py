@@ -38,6 +38,8 @@ class PacketSource(IntEnum):
     UNKNOWN = 3
     CUSTOM = 4
     RPC = 5
+    SESSION = 6
+    """Session resume (servers with recovery; only to clients that negotiated it, see docs/protocol.md)."""
 
 
 class RPCErrorCode(IntEnum):

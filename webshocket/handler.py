@@ -14,6 +14,7 @@ from .typing import RPC_Function, RPC_Predicate, RPCMethod, SessionState
 
 if TYPE_CHECKING:
     from .connection import ClientConnection
+    from .request import Request
 
 __all__ = ["STAT_NAMES", "DefaultWebSocketHandler", "WebSocketHandler", "hub_of"]
 
@@ -125,6 +126,22 @@ class WebSocketHandler(Generic[TState]):
 
     # ------------------------------------------------------------------ hooks
 
+    def on_handshake(self, request: Request) -> Mapping[str, Any] | None:
+        """Called with the HTTP upgrade request before the connection is accepted (if overridden).
+
+        Return None to accept, or a mapping to accept and seed the session state (its items
+        are the connection's attributes from ``on_connect`` on). Raise
+        :class:`webshocket.Reject` ``(status, reason)`` to refuse with that HTTP status
+        (401, 403, 429, ...): no connection is made. Any other exception refuses with 500
+        and is logged. It runs after the ``allowed_origins`` check.
+
+        It must be a plain ``def``, not ``async def``: picows asks for the response
+        synchronously while it reads the request. Check what needs no I/O here (signed
+        tokens, origins, headers); do slow lookups in ``on_connect`` and close the
+        connection there (e.g. with 4401 or 4403).
+        """
+        return None
+
     async def on_connect(self, connection: ClientConnection[TState]) -> None:
         """Called once a client has connected, before any of its messages is handled."""
 
@@ -160,17 +177,21 @@ class WebSocketHandler(Generic[TState]):
 
     # ------------------------------------------------------------------ channels
 
-    def subscribe(self, client: ClientConnection[Any], channel: str | Iterable[str]) -> None:
+    def subscribe(self, client: ClientConnection[Any], channel: str | Iterable[str], *, literal: bool = False) -> None:
         """Subscribe ``client`` to one or more channels or glob patterns.
 
         The server's own call: as in 0.5.x, ``max_subscribed_channels`` limits only
         ``connection.subscribe`` (what a client's request makes the connection do).
+        ``literal=True``: every name is a channel name, wildcards included (use it for
+        names built from client input; see :meth:`ClientConnection.subscribe`).
         """
-        self._hub.subscribe(client, channel, limited=False)
+        self._hub.subscribe(client, channel, limited=False, literal=literal)
 
-    def unsubscribe(self, client: ClientConnection[Any], channel: str | Iterable[str]) -> None:
-        """Unsubscribe ``client`` from one or more channels or patterns."""
-        self._hub.unsubscribe(client, channel)
+    def unsubscribe(
+        self, client: ClientConnection[Any], channel: str | Iterable[str], *, literal: bool = False
+    ) -> None:
+        """Unsubscribe ``client`` from one or more channels or patterns (``literal`` as in :meth:`subscribe`)."""
+        self._hub.unsubscribe(client, channel, literal=literal)
 
     async def sync_subscriptions(self, timeout: float | None = 5.0) -> bool:
         """Wait until the backplane carries this node's subscriptions made so far.
@@ -188,6 +209,26 @@ class WebSocketHandler(Generic[TState]):
         """Clients subscribed to ``channel`` exactly or by pattern, each once (do not mutate)."""
         return self._hub.index.subscribers(channel)
 
+    async def presence(self, channel: str) -> list[dict[str, Any]]:
+        """Who is in ``channel`` (a name, as for :meth:`publish`): on every node with a Redis backplane.
+
+        One entry per connection subscribed to that name (not by a wider pattern):
+        ``{"client": <its uid, hex>, "info": {<field>: <value>}}`` with the session fields
+        of the server's ``presence=Presence(fields=...)``, as they were when it joined.
+        This node's members come first, in the order they joined.
+
+        Raises:
+            RuntimeError: presence is off (``WebSocketServer(..., presence=True)``), or the server is not started.
+            ValueError: ``channel`` keeps no presence (``Presence(channels=...)``).
+            webshocket.ConnectionError: Redis cannot be read.
+        """
+        tracker = self._hub.presence
+        if tracker is None:
+            raise RuntimeError(
+                "presence is off: start the server with WebSocketServer(..., presence=True or webshocket.Presence(...))"
+            )
+        return await tracker.members_of(channel)
+
     # ------------------------------------------------------------------ fan-out
 
     def publish(
@@ -199,7 +240,9 @@ class WebSocketHandler(Generic[TState]):
     ) -> None:
         """Send ``data`` to every subscriber of ``channel`` (or of each channel given).
 
-        A client subscribed both exactly and by pattern gets one copy. The packet
+        ``channel`` is always a name, never a pattern: a publish to ``"room[1]"`` reaches
+        who subscribed to that name literally and every pattern that matches it (``room*``),
+        never ``room1``. A client subscribed both exactly and by pattern gets one copy. The packet
         is encoded once per dialect. With a backplane, subscribers on every node get it.
 
         Args:
@@ -228,6 +271,15 @@ class WebSocketHandler(Generic[TState]):
             **kwargs: extra :class:`Packet` fields (``correlation_id``, ``timestamp``).
         """
         self._hub.broadcast(data, exclude, predicate, **kwargs)
+
+    async def history(self, channel: str, limit: int | None = None) -> list[Packet[Any]]:
+        """The recent messages of ``channel`` still in its history, oldest first (at most the
+        last ``limit``); each carries its ``offset`` and ``epoch``.
+
+        Raises:
+            RuntimeError: the server keeps no history (``recovery`` is off).
+        """
+        return await self._hub.history(channel, limit)
 
 
 class DefaultWebSocketHandler(WebSocketHandler[Any]):

@@ -10,7 +10,8 @@ Redis channels (``P`` is ``channel_prefix``, ``"webshocket:"`` by default):
 * a publish to channel ``C`` goes to ``P + "c:" + C``; every character of ``C`` outside
   ASCII is sent as one DEL byte (0x7F), so each character is one byte, as Redis globs need;
 * a broadcast goes to ``P + "broadcast"``, to which every node subscribes;
-* an exact subscription ``C`` is ``SUBSCRIBE P + "c:" + C`` (folded the same way);
+* an exact subscription ``C`` is ``SUBSCRIBE P + "c:" + C`` (folded the same way), and so is a
+  pattern that matches one name only (a literal subscription, ``escape(C)``);
 * a pattern (fnmatch: ``*``, ``?``, ``[...]``, ``[!...]``) is ``PSUBSCRIBE`` of its Redis glob
   translation (:func:`redis_glob`). The translation is exact for ASCII names (without DEL)
   and broader otherwise; a node only hands a message to clients whose own subscription
@@ -28,6 +29,7 @@ exponential backoff, subscribes to everything again and logs at WARNING what the
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import random
@@ -43,7 +45,7 @@ from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import ResponseError
 
 from .backplane import Backplane, Deliver
-from .channels import is_pattern
+from .channels import is_pattern, literal_name
 from .exceptions import ConnectionFailedError
 
 __all__ = ["RedisBackplane", "fold_channel", "redis_glob"]
@@ -265,7 +267,7 @@ class RedisBackplane(Backplane):
         self._dirty: set[_Key] = set()
         self._flush_event: asyncio.Event | None = None
         # publishing
-        self._queue: deque[tuple[bytes, bytes]] = deque()
+        self._queue: deque[tuple[bytes | None, bytes]] = deque()  # (channel, envelope) or (None, command)
         self._inflight = 0
         self._writer_waiter: asyncio.Future[None] | None = None
         self._idle_waiters: list[asyncio.Future[None]] = []
@@ -274,6 +276,7 @@ class RedisBackplane(Backplane):
         self._sync_pending: list[asyncio.Future[bool]] = []
         self._ping_waiters: dict[int, list[asyncio.Future[bool]]] = {}
         self._gap_dropped = 0
+        self._scripts: list[bytes] = []  # Lua scripts loaded on each connection (see load_script)
 
     # ------------------------------------------------------------------ Backplane interface
 
@@ -338,7 +341,25 @@ class RedisBackplane(Backplane):
             del self._refs[key]
             self._changed(key)
 
+    def load_script(self, script: bytes) -> bytes:
+        """Have ``script`` loaded in Redis on every (re)connection; returns its SHA1 for :meth:`command`."""
+        if script not in self._scripts:
+            self._scripts.append(script)
+        return hashlib.sha1(script).hexdigest().encode()
+
+    def command(self, *args: bytes) -> None:
+        """Queue a command (e.g. an EVALSHA that publishes) behind the publishes, in order."""
+        self._enqueue(None, _command(*args))
+
+    def channel_key(self, channel: str) -> bytes:
+        """The Redis channel a publish to ``channel`` goes to."""
+        return self._channel_prefix + fold_channel(channel)
+
     def publish(self, channel: str | None, envelope: bytes) -> None:
+        key = self.broadcast_channel if channel is None else self._channel_prefix + fold_channel(channel)
+        self._enqueue(key, envelope)
+
+    def _enqueue(self, key: bytes | None, envelope: bytes) -> None:
         if not self._connected:
             self.stats["dropped_while_disconnected"] += 1
             self._gap_dropped += 1
@@ -347,7 +368,6 @@ class RedisBackplane(Backplane):
         if len(queue) >= self.max_pending:
             self.stats["dropped_queue_full"] += 1
             return
-        key = self.broadcast_channel if channel is None else self._channel_prefix + fold_channel(channel)
         queue.append((key, envelope))
         waiter = self._writer_waiter
         if waiter is not None:
@@ -401,6 +421,9 @@ class RedisBackplane(Backplane):
 
     def _key(self, name: str) -> _Key | None:
         if is_pattern(name):
+            single = literal_name(name)  # a literal subscription (escape("room[1]")) matches one name:
+            if single is not None:  # SUBSCRIBE it, O(1) per PUBLISH in Redis (a PSUBSCRIBE costs every PUBLISH)
+                return (False, self.redis_channel(single))
             glob = self.redis_pattern(name)
             return None if glob is None else (True, glob)
         return (False, self.redis_channel(name))
@@ -465,6 +488,9 @@ class RedisBackplane(Backplane):
         self._sub = sub = _new_connection(self._pool)
         await asyncio.wait_for(_connect(pub), self.connect_timeout)
         await asyncio.wait_for(_connect(sub), self.connect_timeout)
+        for script in self._scripts:
+            await pub.send_packed_command(_command(b"SCRIPT", b"LOAD", script), check_health=False)
+            await asyncio.wait_for(pub.read_response(), self.connect_timeout)
         ready: asyncio.Future[bool] = loop.create_future()
         self._applied = set(self._refs)
         self._dirty.clear()
@@ -642,9 +668,12 @@ class RedisBackplane(Backplane):
             count = size = 0
             while queue and count < _MAX_BATCH and size < _MAX_BATCH_BYTES:
                 key, envelope = queue.popleft()
-                parts.append(b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n$%d\r\n" % (len(key), key, len(envelope)))
-                parts.append(envelope)
-                parts.append(b"\r\n")
+                if key is None:  # a whole command
+                    parts.append(envelope)
+                else:
+                    parts.append(b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n$%d\r\n" % (len(key), key, len(envelope)))
+                    parts.append(envelope)
+                    parts.append(b"\r\n")
                 count += 1
                 size += len(envelope)
             self._inflight = count

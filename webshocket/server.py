@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from picows import (
     WSUpgradeRequest,
@@ -34,6 +35,13 @@ from .constant import (
 from .enum import ClientType, ServerState
 from .exceptions import WebSocketError
 from .handler import DefaultWebSocketHandler, Subscribers, WebSocketHandler, hub_of
+from .presence import Presence, start_presence
+from .recovery import SESSION_SUBPROTOCOLS, MemoryStore, Recovery
+from .request import Reject, Request, seed_session
+
+if TYPE_CHECKING:
+    from .hub import Store
+    from .redis_recovery import RedisStore
 
 __all__ = ["WebSocketServer", "make_backplane"]
 
@@ -49,17 +57,81 @@ def make_backplane(backplane: str | Backplane | None) -> Backplane | None:
             from .redis_backplane import RedisBackplane
         except ImportError as exc:
             raise ImportError(
-                f"backplane={backplane!r} needs the redis client: pip install 'webshocket[redis]' ({exc})"
+                f"backplane={backplane!r} needs the redis client: pip install 'redis>=5.0.1,<9' ({exc})"
             ) from exc
         redis_backplane: Backplane = RedisBackplane(backplane)
         return redis_backplane
     raise ValueError(f"backplane must be a redis:// URL or a Backplane instance, got {backplane!r}")
 
 
+def offered_subprotocols(request: WSUpgradeRequest) -> list[str]:
+    """The subprotocols an upgrade request offers, in its order."""
+    offered = request.headers.getall("Sec-WebSocket-Protocol", ())
+    return [token.strip() for value in offered for token in value.split(",")]
+
+
+def wants_session(request: WSUpgradeRequest) -> str | None:
+    """The session subprotocol an upgrade request offers first (None: it asks for no session)."""
+    for token in offered_subprotocols(request):
+        if token in SESSION_SUBPROTOCOLS:
+            return token
+    return None
+
+
+def make_store(recovery: Recovery, backplane: Backplane | None) -> Store:
+    """Where channel history and sessions live: in memory, or in Redis with the Redis backplane."""
+    if backplane is None:
+        return MemoryStore(recovery)
+    if type(backplane).__name__ == "RedisBackplane":  # imported only when in use (redis is optional)
+        from .redis_backplane import RedisBackplane
+        from .redis_recovery import RedisStore
+
+        if isinstance(backplane, RedisBackplane):
+            return RedisStore(recovery, backplane)
+    raise ValueError(
+        "recovery with a backplane needs the history in the backplane: not supported by "
+        f"{type(backplane).__name__} (use recovery on a single node)"
+    )
+
+
+JSON_SUBPROTOCOL = "webshocket.json"
+"""Subprotocol a JSON client may ask for (and get echoed): the JSON dialect, as without a subprotocol."""
+
+
+def _origins(origins: Iterable[str]) -> tuple[str, ...]:
+    return (origins,) if isinstance(origins, str) else tuple(origins)
+
+
+def _handshake_hook(handler: WebSocketHandler[Any]) -> Callable[[Request], Any] | None:
+    """The handler's ``on_handshake``, if its class overrides it (else None: nothing runs at the upgrade).
+
+    Raises:
+        TypeError: it is a coroutine function (picows needs the upgrade response synchronously).
+    """
+    if type(handler).on_handshake is WebSocketHandler.on_handshake:
+        return None
+    hook = handler.on_handshake
+    if inspect.iscoroutinefunction(hook) or inspect.isasyncgenfunction(hook):
+        raise TypeError(
+            f"{type(handler).__qualname__}.on_handshake must be a plain 'def', not 'async def': picows asks for "
+            "the upgrade response synchronously (do I/O in on_connect and close the connection there)"
+        )
+    return hook
+
+
+def refusal(status: int, reason: str, headers: Mapping[str, str] | None = None) -> WSUpgradeResponseWithListener:
+    """An HTTP error answer to an upgrade request (``reason`` as a text/plain body): no connection is made."""
+    extra = {"Content-Type": "text/plain; charset=utf-8"}
+    if headers:
+        extra.update(headers)
+    return WSUpgradeResponseWithListener(
+        WSUpgradeResponse.create_error_response(status, reason.encode("utf-8"), extra), None
+    )
+
+
 def wants_framework(request: WSUpgradeRequest) -> bool:
     """True when the upgrade request asks for the ``webshocket.v1`` subprotocol."""
-    offered = request.headers.getall("Sec-WebSocket-Protocol", ())
-    return any(token.strip() == DEFAULT_WEBSHOCKET_SUBPROTOCOL for value in offered for token in value.split(","))
+    return DEFAULT_WEBSHOCKET_SUBPROTOCOL in offered_subprotocols(request)
 
 
 class WebSocketServer(Generic[H]):
@@ -107,6 +179,22 @@ class WebSocketServer(Generic[H]):
         error_detail: what a client learns of an unexpected exception in an RPC method:
             ``"full"`` (0.5.x: ``Server error (Type): message``) or ``"minimal"`` (the type
             and a reference id; the message is logged with the id).
+        recovery: sessions that survive disconnection (off by default): True, or a
+            :class:`~webshocket.Recovery` with history and session limits. Channels then keep
+            a bounded history, and a client that asks for a session and reconnects in time
+            gets its state, subscriptions and missed messages back (see README, "Reconnect
+            and recovery"). With a Redis backplane, history and sessions live in Redis.
+        presence: who is subscribed to which channel (off by default): True, or a
+            :class:`~webshocket.Presence` (channels, session fields, join/leave events,
+            limits); read it with ``await handler.presence(channel)``. With a Redis
+            backplane it covers every node.
+        allowed_origins: the browser origins that may connect, checked at the upgrade before
+            ``on_handshake``: exact origins (``"https://app.example.com"``) and wildcards whose
+            ``*.`` stands for one or more labels (``"https://*.example.com"``). Another origin is
+            refused with HTTP 403. None (default, as 0.5.x): every origin; set it in production
+            (cross-site WebSocket hijacking, see README "Security").
+        allow_missing_origin: with ``allowed_origins`` set, whether a request without an
+            ``Origin`` header (not a browser: scripts, servers, the Python client) may connect.
 
     Attributes other than these are looked up on the handler, so ``server.publish``,
     ``server.broadcast`` and ``server.register_rpc_method`` work.
@@ -138,6 +226,10 @@ class WebSocketServer(Generic[H]):
         max_queued_bytes: int = 4 * DEFAULT_MAX_MESSAGE_SIZE,
         handshake_timeout: float | None = 5.0,
         error_detail: str = "full",
+        recovery: bool | Recovery | None = None,
+        presence: bool | Presence | None = None,
+        allowed_origins: Iterable[str] | None = None,
+        allow_missing_origin: bool = True,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -159,6 +251,10 @@ class WebSocketServer(Generic[H]):
             max_queued_bytes=max_queued_bytes,
             handshake_timeout=handshake_timeout,
             error_detail=error_detail,
+            recovery=Recovery.of(recovery),
+            presence=Presence.of(presence),
+            allowed_origins=None if allowed_origins is None else _origins(allowed_origins),
+            allow_missing_origin=allow_missing_origin,
         )
         self.logger = logging.getLogger("webshocket.server")
         self.state = ServerState.CLOSED
@@ -169,6 +265,9 @@ class WebSocketServer(Generic[H]):
         self.backplane = make_backplane(backplane)
         self.workers = workers
         self._hub = hub_of(self.handler)
+        self._handshake_hook = _handshake_hook(self.handler)
+        if self.config.recovery is not None:
+            self._hub.enable_recovery(make_store(self.config.recovery, self.backplane))
         self._server: asyncio.Server | None = None
         self._core: Any = None
         self._accept_queue: asyncio.Queue[ClientConnection[Any]] | None = None
@@ -270,19 +369,76 @@ class WebSocketServer(Generic[H]):
             return WSUpgradeResponseWithListener(
                 WSUpgradeResponse.create_error_response(503, b"Server is full, try again later."), None
             )
+        handshake: Request | None = None
+        if self._handshake_hook is not None or self.config.origin_policy is not None:  # once per connection
+            screened = self._screen(request)
+            if isinstance(screened, WSUpgradeResponseWithListener):
+                return screened  # refused
+            handshake = screened
+        if self.config.recovery is not None:
+            session = wants_session(request)
+            if session is not None:  # the client asks for a session: the subprotocol says which dialect
+                return WSUpgradeResponseWithListener(
+                    WSUpgradeResponse.create_101_response(extra_headers={"Sec-WebSocket-Protocol": session}),
+                    _listener.ServerListener(
+                        self._core,
+                        ClientType.FRAMEWORK if SESSION_SUBPROTOCOLS[session] else ClientType.GENERIC,
+                        session=True,
+                        request=handshake,
+                    ),
+                )
         if wants_framework(request):
             return WSUpgradeResponseWithListener(
                 WSUpgradeResponse.create_101_response(
                     extra_headers={"Sec-WebSocket-Protocol": DEFAULT_WEBSHOCKET_SUBPROTOCOL}
                 ),
-                _listener.ServerListener(self._core, ClientType.FRAMEWORK),
+                _listener.ServerListener(self._core, ClientType.FRAMEWORK, request=handshake),
             )
-        return _listener.ServerListener(self._core, ClientType.GENERIC)
+        if "Sec-WebSocket-Protocol" in request.headers and JSON_SUBPROTOCOL in offered_subprotocols(request):
+            return WSUpgradeResponseWithListener(  # a JSON client that names its dialect (browsers need an echo)
+                WSUpgradeResponse.create_101_response(extra_headers={"Sec-WebSocket-Protocol": JSON_SUBPROTOCOL}),
+                _listener.ServerListener(self._core, ClientType.GENERIC, request=handshake),
+            )
+        return _listener.ServerListener(self._core, ClientType.GENERIC, request=handshake)
+
+    def _screen(self, raw: WSUpgradeRequest) -> Request | WSUpgradeResponseWithListener | None:
+        """``allowed_origins``, then ``on_handshake``: the refusal, or the request the hook saw (None: no hook)."""
+        policy = self.config.origin_policy
+        if policy is not None and not policy.allows(raw.headers.getall("Origin", [])):
+            self.logger.debug("Refused origin %.200r: not in allowed_origins (HTTP 403)", raw.headers.get("Origin"))
+            return refusal(403, "Origin not allowed.")
+        hook = self._handshake_hook
+        if hook is None:
+            return None  # the connection parses its request if the application asks
+        request = Request(raw)
+        try:
+            seeded = hook(request)
+        except Reject as reject:
+            return refusal(reject.status, reject.reason, reject.headers)
+        except Exception:
+            self.logger.exception("on_handshake raised: connection refused with HTTP 500 (%r)", request)
+            return refusal(500, "Internal server error.")
+        if seeded is not None:
+            if not (type(seeded) is dict or isinstance(seeded, Mapping)) or not all(type(k) is str for k in seeded):
+                if inspect.iscoroutine(seeded):
+                    seeded.close()
+                self.logger.error(
+                    "on_handshake must return None or a mapping of str keys (session values), not %s: "
+                    "connection refused with HTTP 500",
+                    type(seeded).__name__,
+                )
+                return refusal(500, "Internal server error.")
+            if seeded:
+                seed_session(request, dict(seeded))
+        return request
+
+    def _presence_event(self, channel: str, data: Any, member: ClientConnection[Any]) -> None:
+        self._hub.publish(channel, data, (member,), None)
 
     def _on_open(self, conn: ClientConnection[Any]) -> None:
         if self._accept_queue is not None:
             self._accept_queue.put_nowait(conn)
-        self.logger.info("New connection from %s", conn.remote_address)
+        self.logger.debug("New connection from %s", conn.remote_address)
 
     async def start(self, **kwargs: Any) -> WebSocketServer[H]:
         """Bind and start accepting connections (extra kwargs go to picows/asyncio)."""
@@ -295,6 +451,17 @@ class WebSocketServer(Generic[H]):
             bridge = BackplaneBridge(self._hub.deliver_remote, self.backplane)
             await bridge.start()  # fails clearly, before accepting anyone, if unreachable
             self._hub.bridge = bridge
+        store = self._hub.store
+        if store is not None and store.shared:
+            await cast("RedisStore", store).start(self._core.session_snapshots)
+        if self.config.presence is not None and self._hub.presence is None:
+            try:
+                self._hub.presence = await start_presence(self.config.presence, self._presence_event, self.backplane)
+            except BaseException:
+                started, self._hub.bridge = self._hub.bridge, None
+                if started is not None:
+                    await started.close()
+                raise
         self.state = ServerState.SERVING
         kwargs.setdefault("read_buffer_init_size", DEFAULT_READ_BUFFER_SIZE)
         kwargs.setdefault("websocket_handshake_timeout", self.config.handshake_timeout)
@@ -397,6 +564,13 @@ class WebSocketServer(Generic[H]):
         self.state = ServerState.CLOSED
         server.close()
         await self._core.shutdown(timeout)
+        store = self._hub.store
+        if store is not None and store.shared:  # after the clients left: their sessions are parked
+            await cast("RedisStore", store).close()
+        presence = self._hub.presence
+        if presence is not None:  # after the clients left: their leaves are sent, this node's entries removed
+            self._hub.presence = None
+            await presence.close()
         bridge = self._hub.bridge
         if bridge is not None:
             self._hub.bridge = None

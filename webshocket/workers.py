@@ -54,6 +54,10 @@ class WorkerError(WebSocketError):
     """A worker process could not start."""
 
 
+class _StartFailed(Exception):
+    """A worker could not start and told the parent why (which reports it: no traceback here)."""
+
+
 def current_worker() -> int | None:
     """Index (0-based) of the worker process this code runs in; None outside :func:`serve_workers`."""
     value = os.environ.get(WORKER_ENV)
@@ -288,7 +292,7 @@ def _worker_main(
         run(_serve(make_server, index, host, port, ready_fd, shutdown_timeout, start_kwargs))
         code = 0
     except BaseException as exc:  # reported to the parent through the pipe when starting
-        if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        if not isinstance(exc, (KeyboardInterrupt, SystemExit, _StartFailed)):
             _logger.exception("worker %d failed", index)
     finally:
         with contextlib.suppress(Exception):
@@ -321,4 +325,6 @@ async def _serve(
         if not started:  # the parent is waiting for this worker's ready line
             message = f"{type(exc).__name__}: {exc}".replace("\n", " ")
             os.write(ready_fd, f"F {index} {message}\n".encode())
+            if isinstance(exc, Exception):
+                raise _StartFailed(message) from exc
         raise

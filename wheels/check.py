@@ -58,6 +58,8 @@ EXCLUDED_FILES: dict[str, str] = {
     "tests/test_wheel.py": "builds a wheel and runs this check: it would recurse",
     "tests/test_bench_suite.py": "runs the benchmark suite, which is in the source tree (benchmarks/), not the wheel",
     "tests/test_hostile_suite.py": "runs the hostile-client suite, in the source tree (benchmarks/), not the wheel",
+    "tests/test_install.py": "runs `make demo` on a copy of the source tree (the install from a clone, not the wheel)",
+    "tests/test_docs_links.py": "checks the links of the repository's documents (docs/ is not copied for the wheel)",
 }
 #: Single tests not run against the wheel, and why.
 DESELECTED_TESTS: dict[str, str] = {
@@ -112,7 +114,7 @@ TOOLS = [
 #: Must not be on the PATH of the install or of the test run.
 COMPILERS = ["gcc", "cc", "c++", "g++", "clang", "clang++", "tcc", "x86_64-linux-gnu-gcc", "cython", "cythonize"]
 #: Copied from the source tree into the directory the tests run in.
-COPIED = ["tests", "examples", "README.md", "pyproject.toml"]
+COPIED = ["tests", "examples", "clients", "README.md", "pyproject.toml"]
 COPY_IGNORE = shutil.ignore_patterns(".venvs", "__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache", ".hypothesis")
 
 PLUGIN = '''

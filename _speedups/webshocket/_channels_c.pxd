@@ -47,6 +47,7 @@ cdef struct Node:
 cdef class _Pattern:
     cdef Glob g
     cdef readonly object pattern   # the name as subscribed (a str, or a str subclass)
+    cdef readonly object literal   # None, or (literal tokens only) the one name it matches
 
 
 @cython.final
@@ -55,6 +56,9 @@ cdef class ChannelIndex:
     cdef readonly dict patterns
     cdef dict _compiled
     cdef dict _cache
+    cdef dict _literals         # the one name a pattern of literal tokens matches -> its _Pattern objects
+    cdef dict _named            # the same, as the tuple of patterns a publish there matches
+    cdef Py_ssize_t _walked     # patterns filed in the tries (the others are in _literals)
     cdef Node* _prefix
     cdef Node* _suffix
     cdef Py_ssize_t _seq

@@ -28,6 +28,7 @@ cdef class Sink:
     cdef public object on_slow
     cdef public Py_ssize_t max_backlog
     cdef public bint patient
+    cdef public bint corked
 
     cpdef queue(self, bytes frames)
     cpdef send(self, bytes frames)
@@ -37,6 +38,7 @@ cdef class Sink:
     cpdef slow(self)
     cpdef cut(self)
     cpdef flush(self)
+    cpdef uncork(self, list front, bint keep)
 
 
 cdef class Endpoint:

@@ -45,6 +45,7 @@ cdef class ServerCore:
     cdef public object sweeping
     cdef public object on_open
     cdef public object keyed
+    cdef public dict sessions
 
     cpdef call(self, ServerListener engine, object request)
     cpdef bint within_limit(self, ServerListener engine, object name, object limit) except -1
@@ -86,11 +87,15 @@ cdef class ServerListener(MessageListener):
     cdef public bint receiving
     cdef public object queue
     cdef public object remote
+    cdef public object request
     cdef public bint ready
     cdef public list pending
     cdef public bint draining
     cdef public object early
     cdef public object connect_task
+    cdef public bint wants_session
+    cdef public object session
+    cdef public bint parkable
 
     cpdef on_ws_connected(self, WSTransport transport)
     cpdef fail(self, WSTransport transport, object code, bytes reason)

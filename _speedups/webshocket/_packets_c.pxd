@@ -29,5 +29,7 @@ cdef class Packet:
     cdef public object channel
     cdef public object timestamp
     cdef public object correlation_id
+    cdef public object offset
+    cdef public object epoch
 
     cpdef tuple _values(self)

@@ -61,6 +61,7 @@ class ServerKind:
     redis: bool = False  # served through a Redis backplane (the runner's redis-server)
     kinds: tuple[str, ...] = ("rpc", "fanout", "memory")  # scenario kinds it runs
     baseline: bool = False  # ours from the source tree given by --baseline (a before/after comparison)
+    recovery: bool = False  # ours with recovery=True (channel history, sessions)
 
 
 SCALE_OUT_KINDS = ("fanout",)
@@ -86,6 +87,23 @@ SERVERS: dict[str, ServerKind] = {
             kinds=SCALE_OUT_KINDS,
         ),
         ServerKind("ours-pure", "ours (pure Python)", "webshocket_app.py", pure=True),
+        ServerKind(
+            "ours-recovery",
+            "ours, recovery on",
+            "webshocket_app.py",
+            compiled=True,
+            recovery=True,
+            kinds=("fanout", "memory"),
+        ),
+        ServerKind(
+            "ours-redis-recovery",
+            "ours, 1 worker + Redis, recovery on",
+            "webshocket_app.py",
+            compiled=True,
+            redis=True,
+            recovery=True,
+            kinds=SCALE_OUT_KINDS,
+        ),
         ServerKind("baseline", "baseline (compiled)", "webshocket_app.py", compiled=True, baseline=True),
         ServerKind("baseline-pure", "baseline (pure Python)", "webshocket_app.py", pure=True, baseline=True),
         ServerKind("webshocket-0.5.2", "webshocket 0.5.2", "webshocket_app.py", venv=True),
@@ -104,6 +122,10 @@ ALIASES = {
     "052": "webshocket-0.5.2",
     "0.5.2": "webshocket-0.5.2",
     "webshocket-0.5.2": "webshocket-0.5.2",
+    "recovery": "ours-recovery",
+    "ours-recovery": "ours-recovery",
+    "redis-recovery": "ours-redis-recovery",
+    "ours-redis-recovery": "ours-redis-recovery",
     "raw": "raw-picows",
     "raw-picows": "raw-picows",
     "base": "baseline",
@@ -185,6 +207,8 @@ def server_command(
     if kind.redis:
         assert redis_url is not None
         options += ["--backplane", redis_url]
+    if kind.recovery:
+        options.append("--recovery")
     return [sys.executable, script, *options], env
 
 
@@ -199,6 +223,8 @@ def check_server(kind: ServerKind, info: dict[str, Any]) -> str | None:
         return f"expected a Redis backplane, got {info.get('backplane')!r}"
     if kind.redis and len(info.get("workers") or []) != kind.workers:
         return f"expected {kind.workers} worker(s), got {info.get('workers')!r}"
+    if kind.recovery and not info.get("recovery"):
+        return "expected a server with recovery on"
     if kind.pure and any(speedups.values()):
         return f"compiled modules loaded in the pure run: {speedups}"
     if kind.venv and info.get("version") != "0.5.2":

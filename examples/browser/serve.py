@@ -1,9 +1,10 @@
 """Serve ``index.html`` and a Webshocket server for it: ``python examples/browser/serve.py``.
 
-Open the printed address in a browser. The page connects with a plain
-``new WebSocket(url)`` (the server then speaks JSON), calls ``add``, joins the lobby and
-shows every message said there; open it in two tabs to chat with yourself. Stop with
-Ctrl-C. Options: ``--host``, ``--port`` (the page) and ``--ws-port`` (0: a free port).
+Open the printed address in a browser. The page connects with the JavaScript client of
+``clients/js`` (served from there as ``/webshocket-client/*.js``; it speaks JSON), calls
+``add``, joins the lobby and shows every message said there; open it in two tabs to chat
+with yourself. Stop with Ctrl-C. Options: ``--host``, ``--port`` (the page) and ``--ws-port``
+(0: a free port).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import webshocket
 from webshocket import ClientConnection, Has, WebSocketHandler, rpc_method
 
 PAGE = Path(__file__).with_name("index.html")
+CLIENT = Path(__file__).resolve().parents[2] / "clients" / "js" / "src"  # the JavaScript client's modules
+CLIENT_PREFIX = "/webshocket-client/"
 
 
 class LobbyHandler(WebSocketHandler[Any]):
@@ -38,16 +41,26 @@ class LobbyHandler(WebSocketHandler[Any]):
         self.publish("lobby", {"from": connection.nick, "text": text[:500]})  # the sender sees it too
 
 
+def client_modules() -> set[str]:
+    """File names of the JavaScript client's modules (nothing else under clients/js is served)."""
+    return {path.name for path in CLIENT.glob("*.js")}
+
+
 class PageServer(BaseHTTPRequestHandler):
-    """Answers GET / (any query string) with index.html, anything else with 404."""
+    """Answers GET / (any query string) with index.html, /webshocket-client/NAME.js with a module
+    of the JavaScript client, anything else with 404."""
 
     def do_GET(self) -> None:
-        if self.path.split("?")[0] not in ("/", "/index.html"):
+        path = self.path.split("?")[0]
+        if path in ("/", "/index.html"):
+            body, content_type = PAGE.read_bytes(), "text/html; charset=utf-8"
+        elif path.startswith(CLIENT_PREFIX) and path[len(CLIENT_PREFIX) :] in client_modules():
+            body, content_type = (CLIENT / path[len(CLIENT_PREFIX) :]).read_bytes(), "text/javascript; charset=utf-8"
+        else:
             self.send_error(HTTPStatus.NOT_FOUND)
             return
-        body = PAGE.read_bytes()
         self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

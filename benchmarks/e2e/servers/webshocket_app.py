@@ -97,15 +97,17 @@ def base_info() -> dict[str, Any]:
     }
 
 
-async def main(port: int, backplane: str | None = None) -> None:
-    """Serve in this process until stdin closes (through ``backplane`` when given)."""
+async def main(port: int, backplane: str | None = None, recovery: bool = False) -> None:
+    """Serve in this process until stdin closes (through ``backplane`` when given; with channel
+    history and sessions when ``recovery``)."""
     loop = asyncio.get_running_loop()
+    extra = {"recovery": True} if recovery else {}  # an option 0.5.2 does not have
     if backplane:
-        server = WebSocketServer("127.0.0.1", port, clientHandler=ScaleOutHandler, backplane=backplane)
+        server = WebSocketServer("127.0.0.1", port, clientHandler=ScaleOutHandler, backplane=backplane, **extra)
     else:
-        server = WebSocketServer("127.0.0.1", port, clientHandler=BenchHandler)
+        server = WebSocketServer("127.0.0.1", port, clientHandler=BenchHandler, **extra)
     await server.start()
-    info = {**base_info(), "uvloop": isinstance(loop, uvloop.Loop)}
+    info = {**base_info(), "uvloop": isinstance(loop, uvloop.Loop), "recovery": recovery}
     if backplane:
         info["backplane"] = backplane
         info["workers"] = [{"pid": os.getpid(), "uvloop": info["uvloop"]}]
@@ -157,11 +159,12 @@ if __name__ == "__main__":
     parser.add_argument("port", type=int)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--backplane", default=None)
+    parser.add_argument("--recovery", action="store_true")
     options = parser.parse_args()
     raise_nofile()
     if options.workers > 1:
         serve_workers_until_stopped(options.port, options.workers, options.backplane)
     else:
-        uvloop.run(main(options.port, options.backplane))
+        uvloop.run(main(options.port, options.backplane, options.recovery))
     sys.stdout.flush()
     os._exit(0)  # no graceful close of thousands of connections: the benchmark is over
