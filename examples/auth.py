@@ -176,7 +176,7 @@ async def main() -> None:
         code = await asyncio.wait_for(closed, 10)
         print("dave's token expired   -> closed by the server with", code)
         try:
-            await dave.send_rpc("whoami", timeout=2)
+            await dave.send_rpc("whoami", wait_timeout=2)
             print("dave whoami() after expiry -> answered!")
         except webshocket.ConnectionClosedError:
             print("dave whoami() after    -> ConnectionClosedError (reconnect with a new token)")

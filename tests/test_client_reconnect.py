@@ -139,7 +139,7 @@ async def test_calls_during_the_outage_wait_and_succeed() -> None:
         try:
             first.kill()
             await down(client)
-            rpc = await still_waiting(client.send_rpc("add", 20, 22, timeout=60))
+            rpc = await still_waiting(client.send_rpc("add", 20, 22, wait_timeout=60))
             stream = client.stream_rpc("ticks", wait_timeout=60)
             first_chunk = await still_waiting(stream.__anext__())
             with pytest.raises(ConnectionClosedError, match="not connected"):
@@ -157,8 +157,8 @@ async def test_in_flight_calls_fail_unless_idempotent() -> None:
     second: ServerProcess | None = None
     async with process_and_client() as (first, client):
         try:
-            plain = asyncio.ensure_future(client.send_rpc("slow", 30, timeout=60))
-            safe = asyncio.ensure_future(client.send_rpc("slow", 0.2, timeout=60, idempotent=True))
+            plain = asyncio.ensure_future(client.send_rpc("slow", 30, wait_timeout=60))
+            safe = asyncio.ensure_future(client.send_rpc("slow", 0.2, wait_timeout=60, idempotent=True))
             stream = client.stream_rpc("ticks")
             assert (await asyncio.wait_for(stream.__anext__(), 5)).data == 0
             assert (await client.send_rpc("add", 1, 1)).data == 2  # the slow calls have reached the server
@@ -180,7 +180,7 @@ async def test_rpc_waiting_for_the_connection_times_out() -> None:
         server.kill()
         await down(client)
         with pytest.raises(RPCTimeoutError):
-            await client.send_rpc("add", 1, 2, timeout=0.3)
+            await client.send_rpc("add", 1, 2, wait_timeout=0.3)
         with pytest.raises(RPCTimeoutError):
             await client.stream_rpc("ticks", wait_timeout=0.3).__anext__()
         assert client.reconnecting  # the timeouts ended the calls, not the reconnect
@@ -192,8 +192,8 @@ async def test_gives_up_after_max_attempts_and_closes() -> None:
         server.kill()  # never comes back
         await down(client)
         waiting = [
-            asyncio.ensure_future(client.send_rpc("add", 1, 2, timeout=None)),
-            asyncio.ensure_future(client.send_rpc("add", 1, 2, timeout=60, idempotent=True)),
+            asyncio.ensure_future(client.send_rpc("add", 1, 2, wait_timeout=None)),
+            asyncio.ensure_future(client.send_rpc("add", 1, 2, wait_timeout=60, idempotent=True)),
         ]
         stream = asyncio.ensure_future(client.stream_rpc("ticks", wait_timeout=60).__anext__())
         receiving = asyncio.ensure_future(client.recv(timeout=60))
@@ -221,7 +221,7 @@ async def test_give_up_error_is_also_the_lower_layers_class() -> None:
         await client.connect(retry=True, max_retry_attempt=2, retry_interval=0.05)
         await server.close(timeout=1.0)  # 1001, and then connections are refused
         with pytest.raises(ConnectionFailedError, match=SENTENCE) as info:
-            await client.send_rpc("add", 1, 2, timeout=30)
+            await client.send_rpc("add", 1, 2, wait_timeout=30)
         assert isinstance(info.value, ConnectionRefusedError)  # as 0.5.x let it through
     finally:
         await client.close()
@@ -336,7 +336,7 @@ async def test_client_close_during_the_outage_stops_reconnecting() -> None:
         await server.close(timeout=1.0)
         await down(client)
         assert client.reconnecting
-        waiting = await still_waiting(client.send_rpc("add", 1, 2, timeout=60))
+        waiting = await still_waiting(client.send_rpc("add", 1, 2, wait_timeout=60))
         receiving = await still_waiting(client.recv(timeout=60))
         await client.close()
         assert client.state is ConnectionState.CLOSED and not client.reconnecting
@@ -390,7 +390,7 @@ async def test_failing_callbacks_are_logged_and_do_not_break_the_client(caplog: 
             await client.connect(**PATIENT)
             await server.close(timeout=1.0)
             async with in_process_server(port):
-                assert (await client.send_rpc("add", 1, 2, timeout=30)).data == 3
+                assert (await client.send_rpc("add", 1, 2, wait_timeout=30)).data == 3
                 await wait_until(lambda: "reconnect callback broke" in caplog.text)
             assert "disconnect callback broke" in caplog.text
         finally:
@@ -411,8 +411,8 @@ async def test_network_cut_is_detected_by_ping_and_reconnects() -> None:
                 await client.connect(**PATIENT, auto_ping_idle_timeout=0.2, auto_ping_reply_timeout=0.2)
                 assert (await client.send_rpc("add", 1, 1)).data == 2
                 proxy.cut()
-                lost = asyncio.ensure_future(client.send_rpc("add", 2, 2, timeout=60))
-                resent = asyncio.ensure_future(client.send_rpc("add", 3, 3, timeout=60, idempotent=True))
+                lost = asyncio.ensure_future(client.send_rpc("add", 2, 2, wait_timeout=60))
+                resent = asyncio.ensure_future(client.send_rpc("add", 3, 3, wait_timeout=60, idempotent=True))
                 with pytest.raises(ConnectionClosedError, match="may have run"):
                     await asyncio.wait_for(lost, 30)
                 assert (await asyncio.wait_for(resent, 30)).data == 6

@@ -59,7 +59,7 @@ async def expect_close(server: WebSocketServer[Any], ws: RawWebSocket, code: int
     await ws.wait_eof()
     await wait_until(lambda: not server.clients, timeout=2.0)
     async with connected_client(server) as other:
-        assert (await other.send_rpc("ping", timeout=2)).data == "pong"
+        assert (await other.send_rpc("ping", wait_timeout=2)).data == "pong"
 
 
 # ---------------------------------------------------------------------------- reserved bits

@@ -75,6 +75,11 @@ def test_recv_in_on_connect_gets_the_first_message_and_on_receive_the_rest_in_or
     assert theirs == ours == {"received": [{"first": "hello"}, {"then": "a"}, {"then": "b"}, {"then": "c"}]}
 
 
+def test_a_timeout_keyword_of_send_rpc_goes_to_the_server_method_as_in_0_5_2() -> None:
+    theirs, ours = theirs_and_ours("timeout_keyword")
+    assert theirs == ours == {"wait": [5, 1], "plain error": -32602}  # INVALID_PARAMS: plain() takes no timeout
+
+
 def test_serialize_writes_what_0_5_2_writes_even_off_the_wire_format() -> None:
     """A packet whose ``rpc`` is a plain value used to crash the compiled codec (SIGSEGV)."""
     theirs, ours = theirs_and_ours("serialize_edges")

@@ -99,7 +99,7 @@ class SlowConnect(Handler):
 
 async def answered(client: WebSocketClient, timeout: float = 5.0) -> None:
     """The well-behaved client is answered (a real task on the server)."""
-    assert (await client.send_rpc("ping", timeout=timeout)).data == "pong"
+    assert (await client.send_rpc("ping", wait_timeout=timeout)).data == "pong"
 
 
 def engine_of(conn: Conn) -> Any:
@@ -393,7 +393,7 @@ async def test_a_paused_healthy_client_is_not_closed_for_missing_pongs() -> None
     try:
         async with WebSocketClient(f"ws://{HOST}:{server.port}") as client:
             (conn,) = server.clients
-            calls = [asyncio.ensure_future(client.send_rpc("wait", timeout=None)) for _ in range(4)]
+            calls = [asyncio.ensure_future(client.send_rpc("wait", wait_timeout=None)) for _ in range(4)]
             await wait_until(lambda: engine_of(conn).paused != 0, timeout=5)
             await asyncio.sleep(1.5)  # several ping periods while the server does not read
             assert conn.is_connected and client.is_connected

@@ -157,7 +157,7 @@ class Setup:
         return unknowns_of(self.handler, self.conn)
 
     async def bystander_ok(self) -> None:
-        assert (await self.bystander.send_rpc("ping", timeout=2)).data == "pong"
+        assert (await self.bystander.send_rpc("ping", wait_timeout=2)).data == "pong"
 
 
 @asynccontextmanager
@@ -442,7 +442,7 @@ async def test_hostile_barrage_on_two_dialects_leaves_a_bystander_untouched() ->
                 for ws, as_json, messages in streams:
                     for message in messages:
                         ws.send_frame(opcode_for(message, as_json), message)
-                results = await asyncio.gather(*(bystander.send_rpc("ping", timeout=2) for _ in range(20)))
+                results = await asyncio.gather(*(bystander.send_rpc("ping", wait_timeout=2) for _ in range(20)))
                 assert [r.data for r in results] == ["pong"] * 20
                 for ws, as_json, _ in streams:
                     await ws.assert_alive(f"round-{round_}", as_json, next_packet=True)
@@ -645,7 +645,7 @@ def test_fuzzed_json_packets_never_break_the_server(live: LiveServer, batch: lis
 def test_fuzzed_server_is_healthy_afterwards(live: LiveServer) -> None:
     async def check() -> None:
         async with WebSocketClient(f"ws://{HOST}:{live.server.port}") as client:
-            assert (await client.send_rpc("ping", timeout=2)).data == "pong"
+            assert (await client.send_rpc("ping", wait_timeout=2)).data == "pong"
 
     live.call(check())
     for as_json in (False, True):

@@ -179,8 +179,8 @@ async def test_single_frame_above_default_limit_closes_only_that_connection_1009
             ws.send_frame(BINARY, exact_size_request(limit + 1, "over")[0])
             assert await ws.close_code() == 1009
             await ws.wait_eof()
-        assert (await bystander.send_rpc("ping", timeout=2)).data == "pong"
-        assert (await bystander.send_rpc("size", b"y" * 500_000, timeout=2)).data == 500_000
+        assert (await bystander.send_rpc("ping", wait_timeout=2)).data == "pong"
+        assert (await bystander.send_rpc("size", b"y" * 500_000, wait_timeout=2)).data == 500_000
         await wait_until(lambda: len(server.clients) == 1, timeout=2.0)
 
 
@@ -201,7 +201,7 @@ async def test_fragmented_message_above_limit_closes_1009_though_each_fragment_i
                 ws.send_frame(opcode, message[offset : offset + fragment], fin=offset + fragment >= len(message))
             assert await ws.close_code() == 1009
             await ws.wait_eof()
-        assert (await bystander.send_rpc("ping", timeout=2)).data == "pong"
+        assert (await bystander.send_rpc("ping", wait_timeout=2)).data == "pong"
         await wait_until(lambda: len(server.clients) == 1, timeout=2.0)
 
 
@@ -211,12 +211,12 @@ async def test_our_client_sending_too_much_is_closed_1009_and_fails_fast() -> No
         await client.connect()
         try:
             with pytest.raises(ConnectionClosedError):
-                await client.send_rpc("size", b"z" * (2 * MiB), timeout=5)  # 64 KiB frames, 2 MiB message
+                await client.send_rpc("size", b"z" * (2 * MiB), wait_timeout=5)  # 64 KiB frames, 2 MiB message
             await wait_until(lambda: not client.is_connected, timeout=2.0)
             assert client.close_code == 1009
         finally:
             await client.close()
-        assert (await bystander.send_rpc("size", b"z" * (MiB // 2), timeout=2)).data == MiB // 2
+        assert (await bystander.send_rpc("size", b"z" * (MiB // 2), wait_timeout=2)).data == MiB // 2
         await wait_until(lambda: len(server.clients) == 1, timeout=2.0)
 
 
@@ -275,7 +275,7 @@ async def test_slow_consumer_is_disconnected_with_bounded_buffer_while_others_ge
                 # the healthy subscriber got every packet, in order
                 await wait_until(lambda: len(seen) == published, timeout=5.0)
                 assert seen == list(range(published))
-                assert (await healthy.send_rpc("ping", timeout=2)).data == "pong"
+                assert (await healthy.send_rpc("ping", wait_timeout=2)).data == "pong"
                 assert server.stats["dropped"] == 0
             finally:
                 await slow.close()
@@ -393,7 +393,7 @@ async def test_inflight_cap_pauses_reading_then_answers_every_call_exactly_once(
             assert 16 <= started < total
             assert conn._engine.inflight == started
             # another connection is not held up
-            assert (await other.send_rpc("ping", timeout=1)).data == "pong"
+            assert (await other.send_rpc("ping", wait_timeout=1)).data == "pong"
             handler.release.set()
             replies: dict[str, int] = {}
             while len(replies) < total:
@@ -429,7 +429,7 @@ async def test_max_connection_burst_refuses_extras_with_503_then_admits_after_a_
             await accepted.pop().close()
             await wait_until(lambda: len(server.clients) == 2, timeout=2.0)
             async with connected_client(server) as newcomer:
-                assert (await newcomer.send_rpc("ping", timeout=2)).data == "pong"
+                assert (await newcomer.send_rpc("ping", wait_timeout=2)).data == "pong"
         finally:
             for ws in accepted:
                 await ws.close()
@@ -469,7 +469,7 @@ async def test_close_cancels_an_rpc_longer_than_the_timeout_and_returns_near_it(
     loop = asyncio.get_running_loop()
     async with running_server(LimitHandler) as server, connected_client(server) as client:
         handler = handler_of(server)
-        call = asyncio.ensure_future(client.send_rpc("slow", 30, timeout=10))
+        call = asyncio.ensure_future(client.send_rpc("slow", 30, wait_timeout=10))
         await asyncio.wait_for(handler.slow_started.wait(), 2)
         started = loop.time()
         await asyncio.wait_for(server.close(timeout=0.5), 5)
@@ -485,7 +485,7 @@ async def test_close_cancels_an_rpc_longer_than_the_timeout_and_returns_near_it(
 async def test_new_connections_are_refused_while_close_waits_for_running_rpcs() -> None:
     async with running_server(LimitHandler) as server, connected_client(server) as client:
         handler = handler_of(server)
-        call = asyncio.ensure_future(client.send_rpc("hold", "x", timeout=5))
+        call = asyncio.ensure_future(client.send_rpc("hold", "x", wait_timeout=5))
         await wait_until(lambda: handler.started == 1, timeout=2.0)
         closing = asyncio.ensure_future(server.close(timeout=3))
         await wait_until(lambda: server.state is ServerState.CLOSED, timeout=2.0)
@@ -512,7 +512,7 @@ async def test_client_calls_in_flight_fail_when_the_connection_drops(how: str) -
         await client.connect()
         try:
             conn = await new_connection(server, set())
-            calls = [asyncio.ensure_future(client.send_rpc("hold", str(i), timeout=30)) for i in range(5)]
+            calls = [asyncio.ensure_future(client.send_rpc("hold", str(i), wait_timeout=30)) for i in range(5)]
             chunks: list[int] = []
 
             async def consume() -> None:
@@ -534,7 +534,7 @@ async def test_client_calls_in_flight_fail_when_the_connection_drops(how: str) -
             if how != "abort":
                 assert client.close_code == 4000
             with pytest.raises(ConnectionClosedError):
-                await client.send_rpc("ping", timeout=1)
+                await client.send_rpc("ping", wait_timeout=1)
         finally:
             handler_of(server).release.set()
             await client.close()

@@ -165,7 +165,7 @@ async def test_server_closing_before_handshake_fails_connect() -> None:
         assert len(connections) == 1
         assert client.state is not ConnectionState.CONNECTED
         with pytest.raises(ConnectionClosedError):
-            await asyncio.wait_for(client.send_rpc("add", 1, 2, timeout=5), 10)
+            await asyncio.wait_for(client.send_rpc("add", 1, 2, wait_timeout=5), 10)
 
 
 # --------------------------------------------------------------------------- server restarts
@@ -180,7 +180,7 @@ async def test_server_restart_on_same_port() -> None:
     restarted: WebSocketServer[Any] | None = None
     try:
         assert (await client.send_rpc("add", 2, 2)).data == 4
-        in_flight = asyncio.create_task(client.send_rpc("sleepy", timeout=30))
+        in_flight = asyncio.create_task(client.send_rpc("sleepy", wait_timeout=30))
         await asyncio.wait_for(server.handler.started.wait(), 5)
         await server.close(timeout=0.1)  # the sleepy RPC is still running: clients are closed anyway
         with pytest.raises(ConnectionClosedError):
@@ -249,7 +249,7 @@ async def test_server_killed_then_restarted_in_another_process() -> None:
         await client.connect()
         first_pid = (await client.send_rpc("pid")).data
         assert first_pid == first.proc.pid
-        in_flight = asyncio.create_task(client.send_rpc("slow", 30, timeout=60))
+        in_flight = asyncio.create_task(client.send_rpc("slow", 30, wait_timeout=60))
         stream = client.stream_rpc("ticks")
         assert (await asyncio.wait_for(stream.__anext__(), 5)).data == 0
         first.kill()  # no close frame: the socket just dies
@@ -306,14 +306,14 @@ async def test_send_rpc_timeout() -> None:
     async with running_server(Handler) as server, connected_client(server) as client:
         started = asyncio.get_running_loop().time()
         with pytest.raises(RPCTimeoutError) as info:
-            await client.send_rpc("sleepy", timeout=0.2)
+            await client.send_rpc("sleepy", wait_timeout=0.2)
         assert asyncio.get_running_loop().time() - started < 1.9  # gave up before the method returned
         assert isinstance(info.value, webshocket.TimeoutError)
         assert client.state is ConnectionState.CONNECTED
         server.handler.release.set()  # the late reply arrives and must be ignored
         await asyncio.sleep(0.05)
         assert (await client.send_rpc("add", 1, 2)).data == 3
-        assert (await client.send_rpc("sleepy", timeout=5)).data == "late"
+        assert (await client.send_rpc("sleepy", wait_timeout=5)).data == "late"
 
 
 @pytest.mark.parametrize(

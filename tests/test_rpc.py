@@ -503,14 +503,14 @@ async def test_disconnect_on_limit_exceeded_client_view() -> None:
     async with running_server(RPCHandler) as server, connected_client(server) as client:
         assert (await client.send_rpc("strict")).data == "once"
         try:
-            over = await client.send_rpc("strict", timeout=2.0)
+            over = await client.send_rpc("strict", wait_timeout=2.0)
         except webshocket.ConnectionClosedError:
             pass  # the close may overtake the reply on the client side
         else:
             assert over.error == RPCErrorCode.RATE_LIMIT_EXCEEDED
         await wait_until(lambda: client.state is not ConnectionState.CONNECTED, timeout=2.0)
         with pytest.raises(webshocket.ConnectionClosedError):
-            await client.send_rpc("sum", 1, 2, timeout=1.0)
+            await client.send_rpc("sum", 1, 2, wait_timeout=1.0)
         await wait_until(lambda: not server.clients, timeout=2.0)
 
 

@@ -215,7 +215,7 @@ async def test_close_sends_1001_and_waits_for_every_client() -> None:
                 assert ws.close_code == 1001
             await wait_until(lambda: client.state is not ConnectionState.CONNECTED, timeout=2.0)
             with pytest.raises(webshocket.ConnectionClosedError):
-                await client.send_rpc("ping", timeout=1)
+                await client.send_rpc("ping", wait_timeout=1)
             await client.close()
 
 
@@ -238,7 +238,7 @@ async def test_rpc_in_flight_is_answered_before_1001() -> None:
 async def test_rpc_in_flight_reaches_framework_client_on_shutdown() -> None:
     async with running_server(LifecycleHandler) as server, connected_client(server) as client:
         handler = lifecycle_handler(server)
-        call = asyncio.ensure_future(client.send_rpc("slow", timeout=2))
+        call = asyncio.ensure_future(client.send_rpc("slow", wait_timeout=2))
         await asyncio.wait_for(handler.slow_started.wait(), 2)
         await server.close(timeout=2)
         result = await asyncio.wait_for(call, 2)

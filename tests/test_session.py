@@ -202,7 +202,7 @@ async def test_on_connect_finishes_before_the_first_message_is_handled() -> None
         await client.connect()
         try:
             client.send(-1)  # sent at once, before on_connect (sleeping 0.2 s) is done
-            assert (await client.send_rpc("read_ready", timeout=2)).data == "yes"
+            assert (await client.send_rpc("read_ready", wait_timeout=2)).data == "yes"
             await welcomed(client)
             handler = server.handler
             assert isinstance(handler, SessionHandler)
@@ -262,16 +262,16 @@ async def test_exceptions_in_hooks_are_logged_and_do_not_crash(caplog: pytest.Lo
         assert isinstance(handler, FaultyHandler)
         async with connected_client(server) as survivor:
             async with connected_client(server) as victim:
-                assert (await victim.send_rpc("ping", timeout=2)).data == "pong"
+                assert (await victim.send_rpc("ping", wait_timeout=2)).data == "pong"
                 victim.send("first")
                 victim.send("second")
                 await wait_until(lambda: handler.calls["receive"] == 2, timeout=2.0)
-                assert (await victim.send_rpc("ping", timeout=2)).data == "pong"
+                assert (await victim.send_rpc("ping", wait_timeout=2)).data == "pong"
                 assert victim.is_connected
             await wait_until(lambda: handler.calls["disconnect"] == 1, timeout=2.0)
-            assert (await survivor.send_rpc("ping", timeout=2)).data == "pong"
+            assert (await survivor.send_rpc("ping", wait_timeout=2)).data == "pong"
             async with connected_client(server) as newcomer:
-                assert (await newcomer.send_rpc("ping", timeout=2)).data == "pong"
+                assert (await newcomer.send_rpc("ping", wait_timeout=2)).data == "pong"
             assert handler.calls["connect"] == 3
             assert server.state is webshocket.ServerState.SERVING
     logged = [str(r.exc_info[1]) for r in caplog.records if r.exc_info is not None and r.exc_info[1] is not None]

@@ -590,7 +590,7 @@ class WebSocketClient:
         /,
         *args: Any,
         raise_on_rate_limit: bool = False,
-        timeout: float | None = 30.0,
+        wait_timeout: float | None = 30.0,
         idempotent: bool = False,
         **kwargs: Any,
     ) -> RPCResponse:
@@ -598,20 +598,22 @@ class WebSocketClient:
 
         Returns the :class:`RPCResponse`: ``.data`` (or ``.response``) is the result;
         on failure ``.error`` holds the :class:`RPCErrorCode` and ``.response`` the
-        message. ``raise_on_rate_limit``, ``timeout`` and ``idempotent`` are not sent to
-        the server. While the client reconnects, the call waits for the connection
-        (within ``timeout``). ``idempotent=True`` says the call is safe to repeat: if the
-        connection drops before the reply, it is sent again after the reconnect.
+        message. ``raise_on_rate_limit``, ``wait_timeout`` (seconds the client waits for
+        the reply, 30 as in 0.5.x; None: no limit) and ``idempotent`` are not sent to the
+        server; every other keyword is, ``timeout`` included, as in 0.5.x. While the client
+        reconnects, the call waits for the connection (within ``wait_timeout``).
+        ``idempotent=True`` says the call is safe to repeat: if the connection drops before
+        the reply, it is sent again after the reconnect.
 
         Raises:
             ConnectionClosedError: not connected (nor reconnecting), or the connection
                 dropped before the reply (the call may have run on the server).
             ConnectionFailedError: the client gave up reconnecting while the call waited.
-            RPCTimeoutError: no reply within ``timeout`` seconds.
+            RPCTimeoutError: no reply within ``wait_timeout`` seconds.
             RateLimitError: rate limited and ``raise_on_rate_limit`` is True.
         """
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline = None if wait_timeout is None else loop.time() + wait_timeout
         call_id = generate_uuid()
         payload = encode_request(method_name, args, kwargs, call_id, False)
         resent = 0
@@ -633,7 +635,7 @@ class WebSocketClient:
                 resent += 1
                 self.logger.info("Connection lost during RPC '%s' (idempotent): re-sending it", method_name)
         except (asyncio.TimeoutError, TimeoutError):
-            raise RPCTimeoutError(f"RPC '{method_name}' got no response within {timeout} seconds.") from None
+            raise RPCTimeoutError(f"RPC '{method_name}' got no response within {wait_timeout} seconds.") from None
         finally:
             self._pending.pop(call_id, None)
         if raise_on_rate_limit and response.error == RPCErrorCode.RATE_LIMIT_EXCEEDED:

@@ -93,7 +93,8 @@ TEST_REQUIREMENTS = [
 ]
 #: External programs put on the test run's PATH (when this machine has them).
 TOOLS = [
-    "node",  # tests/test_generic_clients.py: the README's JavaScript example
+    "node",  # tests/test_generic_clients.py: the README's JavaScript example; clients/js's tests
+    "npm",  # tests/test_js_client.py: npm ci / npm pack of clients/js
     "redis-server",  # tests/redis_server.py, examples/scale_out.py
     "chromium",  # tests/test_browser.py (through playwright)
     # what /usr/bin/chromium (a shell script) and /etc/chromium.d/* run:

@@ -84,7 +84,7 @@ def close_text(code: int | None) -> str:
 
 async def metrics(observer: WebSocketClient) -> dict[str, int]:
     """The server's counters and gauges (``metrics()``, asked by a well-behaved observer connection)."""
-    response = await observer.send_rpc("metrics", timeout=10)
+    response = await observer.send_rpc("metrics", wait_timeout=10)
     return dict(response.data) if response.error is None else {}
 
 
@@ -266,7 +266,7 @@ async def deep_reply(ctx: Ctx) -> Result:
     calls = refused = 0
     async with WebSocketClient(ctx.uri) as client:
         while ctx.running() or calls == 0:
-            response = await client.send_rpc("deep", catalog.DEEP, timeout=60)
+            response = await client.send_rpc("deep", catalog.DEEP, wait_timeout=60)
             calls += 1
             refused += response.error == RPCErrorCode.INTERNAL_SERVER_ERROR and "unserializable" in str(
                 response.response
@@ -295,7 +295,7 @@ async def slow_subscriber(ctx: Ctx) -> Result:
         assert reply.get("response") is True, reply
         stalled.pause_reading()
         began = time.monotonic()
-        published = await publisher.send_rpc("pub", "burst", catalog.BURST, catalog.BURST_SIZE, timeout=120)
+        published = await publisher.send_rpc("pub", "burst", catalog.BURST, catalog.BURST_SIZE, wait_timeout=120)
         publish_s = time.monotonic() - began
         patience = time.monotonic() + 30
         while not all_in.is_set() and reader.is_connected and time.monotonic() < patience:

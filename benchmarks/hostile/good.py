@@ -50,7 +50,7 @@ class Caller:
         sent = time.monotonic()
         record[0] = sent
         try:
-            response = await self.client.send_rpc("ping", timeout=None)
+            response = await self.client.send_rpc("ping", wait_timeout=None)
         except Exception as exc:
             self.errors[f"{type(exc).__name__}: {exc}"] += 1
             return
@@ -96,7 +96,7 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
     callers = [Caller(WebSocketClient(uri)) for _ in range(int(spec.get("clients", 3)))]
     for caller in callers:
         await caller.client.connect()
-        assert (await caller.client.send_rpc("ping", timeout=10)).data == "pong"
+        assert (await caller.client.send_rpc("ping", wait_timeout=10)).data == "pong"
     stop = asyncio.Event()
     stdin_closed(asyncio.get_running_loop(), stop)
     sys.stdout.write("READY\n")
@@ -113,7 +113,7 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     errors: Counter[str] = Counter()
     try:
-        response = await callers[0].client.send_rpc("metrics", timeout=5)
+        response = await callers[0].client.send_rpc("metrics", wait_timeout=5)
         metrics = dict(response.data) if response.error is None else {}
     except Exception as exc:
         errors[f"metrics(): {type(exc).__name__}: {exc}"] += 1

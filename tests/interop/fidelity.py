@@ -152,6 +152,33 @@ async def recv_in_on_connect() -> dict[str, Any]:
     return {"received": got}
 
 
+class Waiter(WebSocketHandler):
+    """A method with a parameter named ``timeout``."""
+
+    @rpc_method()
+    async def wait(self, connection: Any, timeout: float = 0.0, other: int = 0) -> list[Any]:
+        return [timeout, other]
+
+    @rpc_method()
+    async def plain(self, connection: Any) -> str:
+        return "plain"
+
+
+async def timeout_keyword() -> dict[str, Any]:
+    """``send_rpc(..., timeout=...)`` passes ``timeout`` on to the server method, as 0.5.2 does."""
+    port = free_port()
+    server = WebSocketServer("127.0.0.1", port, clientHandler=Waiter)
+    await server.start()
+    try:
+        async with WebSocketClient(f"ws://127.0.0.1:{port}") as client:
+            both = await client.send_rpc("wait", timeout=5, other=1)
+            plain = await client.send_rpc("plain", timeout=5)
+            out = {"wait": both.response, "plain error": int(plain.error) if plain.error is not None else None}
+    finally:
+        await server.close()
+    return out
+
+
 async def serialize_edges() -> dict[str, Any]:
     """``packets.serialize`` of a packet whose ``rpc`` is a plain value, and of a bare request."""
     from webshocket.enum import PacketSource
@@ -254,6 +281,7 @@ CASES = {
     "rate_limit_edges": rate_limit_edges,
     "connect_errors": connect_errors,
     "recv_in_on_connect": recv_in_on_connect,
+    "timeout_keyword": timeout_keyword,
 }
 
 
