@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
+from ._codec import decode_packet
 from ._fanout import Outgoing
 from .channels import literal_name
 from .enum import PacketSource
@@ -172,7 +173,8 @@ class _Log:
     def __init__(self, epoch: str) -> None:
         self.epoch = epoch
         self.next_offset = 1
-        self.entries: deque[tuple[int, int, float, Outgoing]] = deque()  # (offset, seq, time, packet)
+        # (offset, seq, time, the packet as msgpack): only bytes are kept, shared with the publish
+        self.entries: deque[tuple[int, int, float, bytes]] = deque()
         self.trimmed_seq = 0  # highest sequence number no longer in the history
 
 
@@ -216,7 +218,7 @@ class History:
         self.seq += 1
         now = time.monotonic()
         entries = log.entries
-        entries.append((offset, self.seq, now, out))
+        entries.append((offset, self.seq, now, out.encoded(False)))
         if len(entries) > self.config.history_size:
             log.trimmed_seq = entries.popleft()[1]
         self._expire(log, now)
@@ -237,7 +239,7 @@ class History:
         entries = list(log.entries)
         if limit is not None:
             entries = entries[-limit:] if limit > 0 else []
-        return [out.packet for _offset, _seq, _time, out in entries]
+        return [decode_packet(encoded, False) for _offset, _seq, _time, encoded in entries]
 
     def latest(self, channel: str) -> Outgoing | None:
         """The last message of ``channel`` still in its history."""
@@ -245,7 +247,7 @@ class History:
         if log is None:
             return None
         self._expire(log, time.monotonic())
-        return log.entries[-1][3] if log.entries else None
+        return Outgoing.from_msgpack(log.entries[-1][3]) if log.entries else None
 
     def missed(
         self, subscriptions: Mapping[str, int], positions: Mapping[str, tuple[str, int]]
@@ -259,7 +261,7 @@ class History:
                 for pattern, start in patterns.items():
                     if fnmatchcase(name, pattern):
                         channels[name] = min(start, channels.get(name, start))
-        found: list[tuple[int, Outgoing]] = []
+        found: list[tuple[int, bytes]] = []
         for channel, start in channels.items():
             position = positions.get(channel)
             log = self.logs.get(channel)
@@ -277,13 +279,13 @@ class History:
                 lowest = entries[0][0] if entries else log.next_offset
                 if seen + 1 < lowest:
                     return None  # trimmed past what the client saw
-                found.extend((seq, out) for offset, seq, _t, out in entries if offset > seen)
+                found.extend((seq, encoded) for offset, seq, _t, encoded in entries if offset > seen)
             else:
                 if log.trimmed_seq > start or start < self.evicted_seq:
                     return None
-                found.extend((seq, out) for _offset, seq, _t, out in entries if seq > start)
+                found.extend((seq, encoded) for _offset, seq, _t, encoded in entries if seq > start)
         found.sort(key=_first)
-        return [out for _seq, out in found]
+        return [Outgoing.from_msgpack(encoded) for _seq, encoded in found]
 
 
 def split_subscriptions(subscriptions: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
@@ -299,7 +301,7 @@ def split_subscriptions(subscriptions: Mapping[str, int]) -> tuple[dict[str, int
     return channels, patterns
 
 
-def _first(item: tuple[int, Outgoing]) -> int:
+def _first(item: tuple[int, Any]) -> int:
     return item[0]
 
 
