@@ -24,12 +24,13 @@ install:
 test: install
 	$(MAKE) --no-print-directory lint PYTHON="$(PYTHON)"
 	WEBSHOCKET_REQUIRE_EXTENSIONS=1 $(PYTHON) -m pytest -q
-	# The wheel test checks the compiled wheel; it has nothing to do in the pure run.
-	WEBSHOCKET_NO_EXTENSIONS=1 $(PYTHON) -m pytest -q --deselect tests/test_wheel.py
+	# The wheel tests check the compiled wheel; they have nothing to do in the pure run.
+	WEBSHOCKET_NO_EXTENSIONS=1 $(PYTHON) -m pytest -q --deselect tests/test_wheel.py --deselect tests/test_bench_installed.py
 
 lint:
 	$(PYTHON) -m ruff check webshocket tests examples benchmarks wheels
 	$(PYTHON) -m mypy
+	$(PYTHON) -m mkdocs build --strict --quiet --site-dir build/docs  # the API reference (mkdocs.yml)
 
 bench:
 	$(PYTHON) -m pytest benchmarks -q

@@ -11,7 +11,7 @@ import asyncio
 import importlib
 import importlib.machinery
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import ModuleType
@@ -22,8 +22,14 @@ from rawws import HOST
 from websockets.asyncio.client import connect as ws_connect
 
 import webshocket
-from webshocket import ClientConnection, WebSocketClient, WebSocketHandler, WebSocketServer, rpc_method
+from webshocket import ClientConnection, WebSocketHandler, WebSocketServer, rpc_method
 from webshocket._ext import NO_EXTENSIONS
+
+# The test client kit users get (webshocket.testing) is ours too: a server for a handler on a free
+# port of 127.0.0.1 (``running_server``), a connected client (``connected_client``), ``wait_until``.
+from webshocket.testing import connect as connected_client
+from webshocket.testing import serve as running_server
+from webshocket.testing import wait_until
 
 __all__ = [
     "HOST",
@@ -62,39 +68,6 @@ class Adder(WebSocketHandler[Any]):
 def uri_of(server: WebSocketServer[Any], scheme: str = "ws") -> str:
     """URI of a started server."""
     return f"{scheme}://{HOST}:{server.port}"
-
-
-@asynccontextmanager
-async def running_server(
-    handler: type[WebSocketHandler[Any]] = webshocket.DefaultWebSocketHandler, **kwargs: Any
-) -> AsyncIterator[WebSocketServer[Any]]:
-    """Start a server on a free port, close it afterwards."""
-    server = WebSocketServer(HOST, 0, clientHandler=handler, **kwargs)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.close(timeout=2.0)
-
-
-@asynccontextmanager
-async def connected_client(server: WebSocketServer[Any], **kwargs: Any) -> AsyncIterator[WebSocketClient]:
-    client = WebSocketClient(uri_of(server), **kwargs)
-    await client.connect()
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> None:
-    """Poll ``predicate`` until it is true (fails the test after ``timeout`` seconds)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached within timeout")
-        await asyncio.sleep(interval)
 
 
 def raw_connect(uri: str, **kwargs: Any) -> Any:

@@ -1,11 +1,14 @@
-"""The end-to-end benchmark suite (``benchmarks/e2e``): it runs, and it never counts a wrong answer.
+"""The end-to-end benchmark suite (``webshocket.bench``, run from a clone as ``benchmarks/e2e``): it runs,
+and it never counts a wrong answer.
 
 The load generator is run as the runner runs it (a subprocess with a JSON spec) against
 servers of ours that answer wrongly on purpose: a wrong sum, a publish delivered twice, a
 publish not delivered at all, subscribers not spread over the workers it was told of. Each
 must fail the run with the matching error. The whole runner is then run in its quick mode
 against ours and the raw-picows baseline, against ours scaled out through a real
-redis-server (1 and 2 worker processes), and without redis-server on the PATH.
+redis-server (1 and 2 worker processes), and without redis-server on the PATH. Everything goes
+through the clone's names (``benchmarks.e2e``), which are aliases of the package's modules;
+tests/test_bench_installed.py runs it from an installed wheel.
 """
 
 from __future__ import annotations
@@ -137,6 +140,24 @@ async def test_loadgen_fails_a_run_when_a_worker_has_no_subscriber() -> None:
     assert idle["subscribers_per_worker"] == [FANOUT["subscribers"], 0]
     assert not stranger["ok"]
     assert stranger["errors"]["subscriber on a process that is not a worker"] == FANOUT["subscribers"]
+
+
+def test_benchmarks_e2e_names_the_packaged_modules() -> None:
+    """``benchmarks.e2e.X`` is ``webshocket.bench.X`` itself (one copy of the code, one module object)."""
+    names = ["run", "loadgen", "procs", "report", "venv052", "servers.common"]
+    script = (
+        "import importlib, sys\n"
+        f"for name in {names!r}:\n"
+        "    old = importlib.import_module('benchmarks.e2e.' + name)\n"
+        "    new = importlib.import_module('webshocket.bench.' + name)\n"
+        "    assert old is new, (name, old, new)\n"
+        "from webshocket.bench import procs\n"
+        "assert procs.SOURCE_TREE == procs.REPO, procs.SOURCE_TREE\n"
+        "import benchmarks.hostile.run\n"  # the hostile suite borrows procs, run, loadgen and servers.common
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
 
 
 def alive(pid: int) -> bool:

@@ -324,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser(
         "bench",
-        help="run the end-to-end benchmark suite (arguments are passed on; try 'bench --help')",
+        help="run the end-to-end benchmark suite, e.g. 'bench --quick' (see 'bench --help')",
         add_help=False,
     )
     return parser
@@ -798,14 +798,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(rest: Sequence[str]) -> int:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if not os.path.isdir(os.path.join(root, "benchmarks", "e2e")):
-        raise CliError("the benchmark suite is in the source tree (benchmarks/e2e); run webshocket bench from a clone")
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    from benchmarks.e2e.run import main as bench_main
+    """``webshocket bench ...``: the end-to-end suite, shipped in the package (:mod:`webshocket.bench`)."""
+    from .bench.run import main as bench_main
 
-    return int(bench_main(list(rest)) or 0)
+    return bench_main(list(rest), prog="webshocket bench")
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

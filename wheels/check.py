@@ -56,7 +56,10 @@ VENVS = ROOT / "tests" / ".venvs"
 EXCLUDED_FILES: dict[str, str] = {
     "tests/test_build_fallback.py": "runs `setup.py build_ext` on a copy of the source tree (the build, not the wheel)",
     "tests/test_wheel.py": "builds a wheel and runs this check: it would recurse",
-    "tests/test_bench_suite.py": "runs the benchmark suite, which is in the source tree (benchmarks/), not the wheel",
+    "tests/test_bench_suite.py": (
+        "runs the benchmark suite from the clone (python -m benchmarks.e2e); the installed one: test_bench_installed.py"
+    ),
+    "tests/test_bench_installed.py": "builds the wheel and installs it in a venv of its own (it would recurse)",
     "tests/test_hostile_suite.py": "runs the hostile-client suite, in the source tree (benchmarks/), not the wheel",
     "tests/test_install.py": "runs `make demo` on a copy of the source tree (the install from a clone, not the wheel)",
     "tests/test_docs_links.py": "checks the links of the repository's documents (docs/ is not copied for the wheel)",
@@ -65,9 +68,6 @@ EXCLUDED_FILES: dict[str, str] = {
 DESELECTED_TESTS: dict[str, str] = {
     "tests/test_interop_052.py::test_venvs_hold_the_pypi_releases": (
         "asserts that `webshocket` is imported from the source tree (the rest of the interop tests run)"
-    ),
-    "tests/test_cli.py::test_bench_runs_the_benchmark_suite": (
-        "`webshocket bench` runs benchmarks/ of a source checkout; an installed wheel says so and exits"
     ),
 }
 #: Test files not run when the wheel's Python is older than the version given, and why.
@@ -229,19 +229,44 @@ def check_wheel_contents(wheel: Path, modules: list[str]) -> list[str]:
     return found
 
 
+TAG_PROBE = (
+    "import sys, sysconfig; v = sys.version_info; "
+    "print(f'cp{v[0]}{v[1]}' + ('t' if sysconfig.get_config_var('Py_GIL_DISABLED') else ''))"
+)
+
+
+def wheel_for(python: str) -> Path:
+    """The manylinux wheel of ``python`` in wheels/dist/, built by ``wheels/build.py --python PYTHON --reuse``
+    (which keeps the one there when it is newer than its sources, and takes build.py's lock); raises CheckError.
+
+    What tests/test_bench_installed.py installs: the wheel tests/test_wheel.py builds and checks, built once.
+    """
+    build = subprocess.run(
+        [sys.executable, str(HERE / "build.py"), "--python", python, "--reuse"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=base_env(),
+        cwd=ROOT,
+    )
+    if build.returncode != 0:
+        raise CheckError(f"wheels/build.py failed:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}")
+    tag = subprocess.run([python, "-c", TAG_PROBE], capture_output=True, text=True, check=True).stdout.strip()
+    wheels = sorted((HERE / "dist").glob(f"webshocket-*-{tag}-{tag}-manylinux*.whl"))
+    if len(wheels) != 1:
+        raise CheckError(f"expected one {tag} manylinux wheel in wheels/dist, found {wheels}\n{build.stdout[-3000:]}")
+    return wheels[0]
+
+
 def python_for(tag: str, given: str | None) -> str:
     """An interpreter matching the wheel's tag: --python, this one, or one of build.py's."""
-    probe = (
-        "import sys, sysconfig; v = sys.version_info; "
-        "print(f'cp{v[0]}{v[1]}' + ('t' if sysconfig.get_config_var('Py_GIL_DISABLED') else ''))"
-    )
     candidates = [given] if given else [sys.executable]
     if not given:
         candidates += [i.executable for i in build_module().discover()[0]]
     for candidate in candidates:
         try:
             out = subprocess.run(
-                [candidate, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+                [candidate, "-c", TAG_PROBE], capture_output=True, text=True, timeout=60, check=True
             ).stdout
         except (OSError, subprocess.SubprocessError):
             continue

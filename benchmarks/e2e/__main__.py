@@ -1,7 +1,7 @@
-"""``python -m benchmarks.e2e``: run the end-to-end suite (see :mod:`benchmarks.e2e.run`)."""
+"""``python -m benchmarks.e2e``: run the end-to-end suite (see :mod:`webshocket.bench.run`)."""
 
 import sys
 
-from .run import main
+from webshocket.bench.run import main
 
-sys.exit(main())
+sys.exit(main(prog="python -m benchmarks.e2e"))

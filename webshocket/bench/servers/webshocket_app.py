@@ -1,10 +1,10 @@
 """Benchmark server on the webshocket API: ours (compiled or pure) and PyPI ``webshocket==0.5.2``.
 
-Run as a script by whichever interpreter holds the implementation under test (ours: this
-repository's python, with ``WEBSHOCKET_NO_EXTENSIONS=1`` for the pure-Python twins; 0.5.2:
-the python of the suite's virtualenv). It must import nothing from this repository but
-``webshocket`` itself and ``common.py`` beside it (standard library only), so it runs
-unchanged in the 0.5.2 virtualenv.
+Run as a script by whichever interpreter holds the implementation under test (ours: the
+runner's python, with ``WEBSHOCKET_NO_EXTENSIONS=1`` for the pure-Python twins; 0.5.2: the
+python of the suite's virtualenv). It must import nothing of this package but ``webshocket``
+itself and ``common.py`` beside it (standard library only), so it runs unchanged in the 0.5.2
+virtualenv.
 
 Usage: ``python webshocket_app.py [--workers N] [--backplane redis://HOST:PORT/DB] PORT``.
 Serves on 127.0.0.1:PORT on uvloop, prints ``READY PORT {json info}`` once accepting, and
@@ -40,10 +40,14 @@ import threading
 from typing import Any
 
 import uvloop
-from common import raise_nofile, until_stopped  # beside this script
 
 import webshocket
 from webshocket import ClientConnection, WebSocketHandler, WebSocketServer, rpc_method
+
+if __package__:  # imported as webshocket.bench.servers.<name>
+    from .common import raise_nofile, until_stopped
+else:  # run as a script, as the runner does (also by the 0.5.2 venv's python): common.py is beside it
+    from common import raise_nofile, until_stopped  # type: ignore[import-not-found,no-redef]
 
 
 class BenchHandler(WebSocketHandler):  # type: ignore[type-arg]
@@ -101,7 +105,8 @@ async def main(port: int, backplane: str | None = None, recovery: bool = False) 
     """Serve in this process until stdin closes (through ``backplane`` when given; with channel
     history and sessions when ``recovery``)."""
     loop = asyncio.get_running_loop()
-    extra = {"recovery": True} if recovery else {}  # an option 0.5.2 does not have
+    extra: dict[str, Any] = {"recovery": True} if recovery else {}  # an option 0.5.2 does not have
+    server: WebSocketServer[Any]
     if backplane:
         server = WebSocketServer("127.0.0.1", port, clientHandler=ScaleOutHandler, backplane=backplane, **extra)
     else:

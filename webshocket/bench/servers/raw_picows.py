@@ -23,8 +23,12 @@ from typing import Any
 import msgpack
 import picows
 import uvloop
-from common import raise_nofile, until_stopped  # beside this script
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest
+
+if __package__:  # imported as webshocket.bench.servers.<name>
+    from .common import raise_nofile, until_stopped
+else:  # run as a script, as the runner does (also by the 0.5.2 venv's python): common.py is beside it
+    from common import raise_nofile, until_stopped  # type: ignore[import-not-found,no-redef]
 
 SUBPROTOCOL = "webshocket.v1"
 _BINARY = WSMsgType.BINARY

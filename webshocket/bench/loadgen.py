@@ -1,0 +1,933 @@
+"""The load generator: picows clients on uvloop, pre-encoded requests, every reply verified.
+
+Run by the runner in its own process (pinned to the other core) for one scenario against
+one server: ``python -m webshocket.bench.loadgen '<json spec>'``. It prints one JSON line
+with the measurement on stdout. Scenarios:
+
+``rpc``
+    ``connections`` clients each keep ``inflight`` ``add(a, b)`` calls in flight. Requests
+    are one pre-encoded msgpack template per connection with two fixed-width holes patched
+    per call: ``a`` (a uint32, so the result differs per call) and the ``call_id`` (8 hex
+    digits, unique in the run). A reply counts when its ``call_id`` is pending on that very
+    connection and its ``response`` equals ``a + b``; anything else (unknown or duplicate
+    ``call_id``, wrong value, RPC error, undecodable packet, a call still unanswered after
+    the drain) is an error and the run fails. Latency is send to verified reply
+    (``perf_counter_ns``), every call completed in the window is kept. The template is a
+    whole client frame (zero masking key), and the requests made while handling one read
+    go out in one write.
+``fanout``
+    ``subscribers`` clients call ``subscribe(channel)``; one publisher calls
+    ``publish(channel, payload)``. ``payload`` is ``size`` bytes: an 8-byte big-endian
+    sequence number, then fixed filler. The publisher keeps ``inflight`` publishes in
+    flight: a publish is in flight until it is acknowledged *and* (counted over all
+    subscribers) delivered, so a server that acknowledges faster than it delivers cannot
+    queue without bound. Each subscriber keeps a bitmap of the sequence numbers it got;
+    after the window, publishing stops, the acknowledgements and deliveries drain, and
+    every subscriber must hold exactly one copy of every acknowledged publish.
+    With ``worker_pids`` (the scale-out kinds: worker processes sharing the port, joined by
+    Redis), each subscriber also asks ``worker()`` (the pid serving it) before the window;
+    a subscriber on a process not listed, or a listed worker without subscribers, fails
+    the run, and the result gives the subscribers per worker.
+``memory``
+    VmRSS of the server with one probe connection open, then with ``idle`` more idle
+    connections (opened in batches of ``batch``; the probe's ``count()`` must see them
+    all), after a settle delay. The figure is the difference per connection.
+
+Verification is exact but cheap: the first reply (or delivery) is decoded and checked field
+by field, and its bytes become a shape with holes (call_id and result, or sequence number);
+a later message identical to the shape outside the holes is the same packet with other
+values, so only the holes are read. Anything else is decoded and checked in full.
+
+Every scenario reports the load generator's own CPU use over the window (CPU seconds per
+wall second, from ``time.process_time``) and the server's (from ``/proc/PID/stat``: the sum
+over ``cpu_pids`` when given, i.e. the parent and every worker process, else ``server_pid``)
+and, with ``redis_pid``, the redis-server's (``redis_cpu``); above ``SATURATED`` of a core
+the load generator, not the server, may be setting the pace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import math
+import os
+import signal
+import struct
+import sys
+import time
+from array import array
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+import msgpack
+import uvloop
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from .servers.common import raise_nofile
+
+SUBPROTOCOL = "webshocket.v1"
+HEADERS = {"Sec-WebSocket-Protocol": SUBPROTOCOL}
+CHANNEL = "bench"
+SATURATED = 0.9  # load generator CPU share of one core above which its figures are suspect
+CONNECT_BATCH = 100  # handshakes in flight while opening many connections
+DRAIN_STALL_S = 10.0  # give up draining when nothing arrived for this long
+
+_BINARY = WSMsgType.BINARY
+_CONTROL = (WSMsgType.PING, WSMsgType.PONG, WSMsgType.CLOSE)
+_unpackb = msgpack.unpackb
+_perf_ns = time.perf_counter_ns
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+_unpack_seq = struct.Struct(">Q").unpack_from
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of process ``pid`` in seconds (None when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def proc_rss_kib(pid: int) -> int | None:
+    """VmRSS of process ``pid`` in KiB (None when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def client_frame(payload: bytes) -> bytes:
+    """``payload`` as one masked client-to-server binary frame (RFC 6455 5.2).
+
+    The masking key is zero, so the payload goes out as is: a valid frame every server
+    unmasks to the same bytes, and a request can be pre-encoded once, frame and all.
+    """
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x82, 0x80 | size))
+    elif size < 1 << 16:
+        header = bytes((0x82, 0x80 | 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((0x82, 0x80 | 127)) + size.to_bytes(8, "big")
+    return header + b"\0\0\0\0" + payload
+
+
+class Template:
+    """A pre-encoded request frame with two fixed-width holes, filled by concatenation.
+
+    ``holes`` are two byte strings that occur exactly once each, in this order, in the
+    msgpack encoding of ``message``; :meth:`fill` replaces them by values of the same
+    length. The result is a complete client frame (:func:`client_frame`).
+    """
+
+    __slots__ = ("head", "middle", "tail", "widths")
+
+    def __init__(self, message: Any, holes: tuple[bytes, bytes]) -> None:
+        encoded = client_frame(msgpack.packb(message))
+        parts: list[bytes] = []
+        for hole in holes:
+            if encoded.count(hole) != 1:
+                raise ValueError(f"hole {hole!r} must occur exactly once in the template")
+            head, encoded = encoded.split(hole)
+            parts.append(head)
+        self.head, self.middle = parts
+        self.tail = encoded
+        self.widths = (len(holes[0]), len(holes[1]))
+
+    def fill(self, first: bytes, second: bytes) -> bytes:
+        """The frame with the holes replaced by ``first`` and ``second`` (same widths, unchecked)."""
+        return b"".join((self.head, first, self.middle, second, self.tail))
+
+
+def request(method: str, args: list[Any], call_id: str) -> dict[str, Any]:
+    """An RPC request packet (docs/protocol.md: all five ``rpc`` keys, in order)."""
+    return {"source": 5, "rpc": {"type": "request", "method": method, "args": args, "kwargs": {}, "call_id": call_id}}
+
+
+CALL_ID_HOLE = "@@@@@@@@"  # 8 characters: call ids are 8 lowercase hex digits
+A_HOLE = 0x7EADBEEF  # encodes as uint32: 0xce + these 4 bytes
+A_BASE = 0x10000000  # a = A_BASE + (n mod 2**28) stays a uint32 with a minimal encoding
+SEQ_HOLE = b"\xff" * 8
+
+
+def percentiles(samples_ns: array[int], points: Sequence[float] = (50, 90, 99, 99.9)) -> dict[str, float]:
+    """Nearest-rank percentiles, mean and max of ``samples_ns``, in microseconds."""
+    if not samples_ns:
+        return {}
+    ordered = sorted(samples_ns)
+    n = len(ordered)
+    out = {f"p{p:g}": ordered[min(n - 1, max(0, math.ceil(p / 100 * n) - 1))] / 1000 for p in points}
+    out["mean"] = sum(ordered) / n / 1000
+    out["max"] = ordered[-1] / 1000
+    return out
+
+
+def pids_cpu_seconds(pids: Sequence[int]) -> float | None:
+    """Summed utime + stime of ``pids`` in seconds (None when there are none or one is gone)."""
+    total = 0.0
+    for pid in pids:
+        seconds = proc_cpu_seconds(pid)
+        if seconds is None:
+            return None
+        total += seconds
+    return total if pids else None
+
+
+def server_pids(spec: dict[str, Any]) -> list[int]:
+    """The processes whose CPU is the server's: ``cpu_pids`` (parent and workers), else ``server_pid``."""
+    pids = spec.get("cpu_pids") or ([spec["server_pid"]] if spec.get("server_pid") else [])
+    return [int(pid) for pid in pids]
+
+
+class Window:
+    """Wall time, own CPU, server CPU (summed over ``pids``) and Redis CPU between :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, pids: Sequence[int], redis_pid: int | None = None) -> None:
+        self.pids = list(pids)
+        self.redis_pid = redis_pid
+        self.wall = self.cpu = 0.0
+        self.server_cpu: float | None = None
+        self.redis_cpu: float | None = None
+        self._t = self._c = 0.0
+        self._s: float | None = None
+        self._r: float | None = None
+        self._each: dict[int, tuple[float | None, float | None]] = {}  # pid -> CPU seconds at start, at stop
+
+    def start(self) -> None:
+        self._each = {pid: (proc_cpu_seconds(pid), None) for pid in self.pids}
+        self._s = pids_cpu_seconds(self.pids)
+        self._r = proc_cpu_seconds(self.redis_pid) if self.redis_pid else None
+        self._c = time.process_time()
+        self._t = time.perf_counter()
+
+    def stop(self) -> None:
+        self.wall = time.perf_counter() - self._t
+        self.cpu = time.process_time() - self._c
+        end = pids_cpu_seconds(self.pids)
+        self._each = {pid: (began, proc_cpu_seconds(pid)) for pid, (began, _) in self._each.items()}
+        if self._s is not None and end is not None:
+            self.server_cpu = end - self._s
+        redis_end = proc_cpu_seconds(self.redis_pid) if self.redis_pid else None
+        if self._r is not None and redis_end is not None:
+            self.redis_cpu = redis_end - self._r
+
+    def share_of(self, pid: int) -> float | None:
+        """CPU share of one core of process ``pid`` (one of ``pids``) over the window."""
+        began, ended = self._each.get(pid, (None, None))
+        return (ended - began) / self.wall if began is not None and ended is not None and self.wall else None
+
+    def report(self) -> dict[str, Any]:
+        """Shares of one core over the window."""
+        loadgen = self.cpu / self.wall if self.wall else 0.0
+        server = self.server_cpu / self.wall if self.wall and self.server_cpu is not None else None
+        out = {"seconds": self.wall, "loadgen_cpu": loadgen, "server_cpu": server, "saturated": loadgen > SATURATED}
+        if self.redis_pid:
+            out["redis_cpu"] = self.redis_cpu / self.wall if self.wall and self.redis_cpu is not None else None
+        return out
+
+
+async def open_many(
+    url: str, count: int, factory: Callable[[int], WSListener], batch: int = CONNECT_BATCH, **kwargs: Any
+) -> list[WSListener]:
+    """``count`` connections, ``batch`` handshakes at a time; raises if any fails."""
+    listeners: list[WSListener] = []
+    for start in range(0, count, batch):
+        coros: list[Awaitable[tuple[WSTransport, WSListener]]] = [
+            ws_connect(lambda i=i: factory(i), url, extra_headers=HEADERS, websocket_handshake_timeout=30, **kwargs)
+            for i in range(start, min(count, start + batch))
+        ]
+        listeners.extend(listener for _, listener in await asyncio.gather(*coros))
+    return listeners
+
+
+async def wait_until(predicate: Callable[[], bool], progress: Callable[[], int], stall: float = DRAIN_STALL_S) -> bool:
+    """Poll until ``predicate()``; False once ``progress()`` has not moved for ``stall`` seconds."""
+    last, since = progress(), time.monotonic()
+    while not predicate():
+        await asyncio.sleep(0.01)
+        now = progress()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since > stall:
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------- RPC
+
+
+class ReplyShape:
+    """The byte layout of a verified ``add`` reply, with two holes: the call_id and the result.
+
+    Learned from the first reply that decoded and verified; a later reply whose bytes
+    equal it everywhere but in the holes is the same packet with another call_id and
+    result, so it is verified by comparing bytes, without decoding. A reply of any other
+    shape is decoded and verified field by field.
+    """
+
+    __slots__ = ("head", "key_at", "key_end", "middle", "result_at", "result_end", "size", "tail")
+
+    def __init__(self, payload: bytes, key_at: int, result_at: int) -> None:
+        self.size = len(payload)
+        self.key_at, self.key_end = key_at, key_at + 8
+        self.result_at, self.result_end = result_at, result_at + 4
+        self.head = payload[:key_at]
+        self.middle = payload[self.key_end : result_at]
+        self.tail = payload[self.result_end :]
+
+    @classmethod
+    def learn(cls, payload: bytes, key: bytes, result: int) -> ReplyShape | None:
+        """The shape of ``payload`` (call_id ``key``, result ``result``), if it has a usable one."""
+        if not A_BASE <= result < 1 << 32:
+            return None
+        key_at = payload.find(b"\xa8" + key) + 1  # a fixstr of 8 characters
+        result_at = payload.find(b"\xce" + result.to_bytes(4, "big")) + 1  # a uint32
+        if key_at <= 0 or result_at < key_at + 8 or payload.count(key) != 1:
+            return None
+        return cls(payload, key_at, result_at)
+
+
+class RpcLoad:
+    """Shared state of an RPC run: pending calls, counters, latency samples."""
+
+    def __init__(self) -> None:
+        self.pending: dict[bytes, tuple[int, int, RpcClient]] = {}
+        self.shape: ReplyShape | None = None  # learned from the first verified reply
+        self.errors: Counter[str] = Counter()
+        self.next_id = 0
+        self.sending = True
+        self.measuring = False
+        self.completed = 0  # verified replies in the window
+        self.total = 0  # verified replies in the run
+        self.latencies = array("q")
+
+
+class RpcClient(WSListener):
+    """One connection keeping ``inflight`` ``add`` calls in flight.
+
+    The requests made while handling one read (one ``data_received`` of picows) go out
+    in one write, when its last frame has been handled (``frame.last_in_buffer``): the
+    window stays full and the load generator spends one syscall per read, not per call.
+    """
+
+    __slots__ = ("b", "inflight", "load", "outbox", "template", "transport", "write")
+
+    def __init__(self, load: RpcLoad, index: int, inflight: int) -> None:
+        super().__init__()
+        self.load = load
+        self.inflight = inflight
+        self.b = index % 100 + 1
+        self.template = Template(request("add", [A_HOLE, self.b], CALL_ID_HOLE), (A_HOLE.to_bytes(4, "big"), b"@" * 8))
+        self.transport: WSTransport | None = None
+        self.write: Callable[[bytes], None] | None = None
+        self.outbox: list[bytes] = []
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        self.write = transport.underlying_transport.write
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if self.load.sending:
+            self.load.errors["disconnected"] += 1
+
+    def queue_one(self) -> None:
+        """Queue the next call (sent by :meth:`flush`)."""
+        load = self.load
+        n = load.next_id
+        load.next_id = n + 1
+        a = A_BASE + (n & 0x0FFFFFFF)
+        key = b"%08x" % n
+        self.outbox.append(self.template.fill(a.to_bytes(4, "big"), key))
+        load.pending[key] = (_perf_ns(), a + self.b, self)
+
+    def flush(self) -> None:
+        """Write the queued calls at once."""
+        if self.outbox:
+            self.write(b"".join(self.outbox))  # type: ignore[misc]
+            self.outbox.clear()
+
+    def start(self) -> None:
+        """Fill the window."""
+        for _ in range(self.inflight):
+            self.queue_one()
+        self.flush()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        now = _perf_ns()
+        load = self.load
+        if frame.msg_type is not _BINARY:
+            if frame.msg_type not in _CONTROL:
+                load.errors["non-binary message"] += 1
+            if frame.last_in_buffer:
+                self.flush()
+            return
+        payload = frame.get_payload_as_bytes()
+        shape = load.shape
+        if (
+            shape is not None
+            and len(payload) == shape.size
+            and payload.startswith(shape.head)
+            and payload.endswith(shape.tail)
+            and payload[shape.key_end : shape.result_at] == shape.middle
+        ):  # byte-identical to a verified reply but for call_id and result: no decoding needed
+            entry = load.pending.pop(payload[shape.key_at : shape.key_end], None)
+            result: Any = int.from_bytes(payload[shape.result_at : shape.result_end], "big")
+            if entry is None:
+                load.errors["unknown or duplicate call_id"] += 1
+            elif entry[2] is not self:
+                load.errors["reply on another connection"] += 1
+            elif result != entry[1]:
+                load.errors["wrong reply"] += 1
+            else:
+                load.total += 1
+                if load.measuring:
+                    load.completed += 1
+                    load.latencies.append(now - entry[0])
+        else:
+            entry = self.verify_decoded(payload)
+        if entry is not None and load.sending:
+            entry[2].queue_one()
+        if frame.last_in_buffer:
+            self.flush()
+
+    def verify_decoded(self, payload: bytes) -> tuple[int, int, RpcClient] | None:
+        """Verify a reply by decoding it (and learn its shape); the pending entry it answered."""
+        load = self.load
+        try:
+            packet = _unpackb(payload)
+            rpc = packet["rpc"]
+            call_id = rpc["call_id"]
+            key = call_id.encode() if type(call_id) is str else b""
+        except Exception:
+            load.errors["undecodable reply"] += 1
+            return None
+        entry = load.pending.pop(key, None)
+        if entry is None:
+            load.errors["unknown or duplicate call_id"] += 1
+            return None
+        sent, expected, client = entry
+        result = rpc.get("response")
+        if client is not self:
+            load.errors["reply on another connection"] += 1
+        elif (
+            packet.get("source") != 5
+            or rpc.get("type") != "response"
+            or rpc.get("error") is not None
+            or type(result) is not int
+            or result != expected
+            or rpc.get("is_stream")
+        ):
+            load.errors["wrong reply"] += 1
+        else:
+            load.total += 1
+            if load.measuring:
+                load.completed += 1
+                load.latencies.append(_perf_ns() - sent)
+            if load.shape is None:
+                load.shape = ReplyShape.learn(payload, key, result)
+        return entry
+
+
+async def run_rpc(spec: dict[str, Any]) -> dict[str, Any]:
+    """RPC throughput and latency (see module docstring)."""
+    url = f"ws://127.0.0.1:{spec['port']}/"
+    load = RpcLoad()
+    setup = time.perf_counter()
+    clients = await open_many(url, spec["connections"], lambda i: RpcClient(load, i, spec["inflight"]))
+    setup_s = time.perf_counter() - setup
+    gc.collect()
+    gc.freeze()
+    window = Window(server_pids(spec))
+    for client in clients:
+        client.start()  # type: ignore[attr-defined]
+    await asyncio.sleep(spec["warmup"])
+    load.measuring = True
+    window.start()
+    await asyncio.sleep(spec["duration"])
+    load.measuring = False
+    window.stop()
+    load.sending = False
+    drained = await wait_until(lambda: not load.pending, lambda: load.total + sum(load.errors.values()))
+    if not drained:
+        load.errors["missing reply"] += len(load.pending)
+    for client in clients:
+        client.transport.disconnect()  # type: ignore[attr-defined]
+    w = window.report()
+    return {
+        "ok": not load.errors and load.completed > 0,
+        "errors": dict(load.errors) or ({} if load.completed else {"no call completed in the window": 1}),
+        "calls": load.completed,
+        "calls_per_s": load.completed / w["seconds"],
+        "latency_us": percentiles(load.latencies),
+        "setup_s": setup_s,
+        **w,
+    }
+
+
+# --------------------------------------------------------------------------- fan-out
+
+
+class PacketShape:
+    """The byte layout of a verified channel packet, with one hole: the sequence number.
+
+    Learned from the first delivery that decoded and verified; a later packet equal to it
+    everywhere but in the 8 bytes of the sequence number is the same publish with another
+    number, so it is verified by comparing bytes. Any other packet is decoded.
+    """
+
+    __slots__ = ("head", "seq_at", "seq_end", "size", "tail")
+
+    def __init__(self, payload: bytes, seq_at: int) -> None:
+        self.size = len(payload)
+        self.seq_at, self.seq_end = seq_at, seq_at + 8
+        self.head = payload[:seq_at]
+        self.tail = payload[self.seq_end :]
+
+    @classmethod
+    def learn(cls, payload: bytes, data: bytes) -> PacketShape | None:
+        """The shape of ``payload``, whose ``data`` field is ``data``."""
+        at = payload.find(data)
+        if at < 0 or payload.count(data[:8]) != 1:
+            return None
+        return cls(payload, at)
+
+
+class FanoutLoad:
+    """Shared state of a fan-out run."""
+
+    def __init__(self, subscribers: int, inflight: int, size: int) -> None:
+        self.subscribers = subscribers
+        self.inflight = inflight
+        self.size = size
+        self.filler = bytes(b"abcdefghijklmnopqrstuvwxyz"[i % 26] for i in range(size - 8))
+        self.errors: Counter[str] = Counter()
+        self.sending = False
+        self.sent = 0  # publishes sent; the next sequence number
+        self.acked = 0
+        self.failed = 0
+        self.ack_mask = bytearray()  # 1 at the sequence numbers acknowledged
+        self.delivered = 0  # valid first copies received, over all subscribers
+        self.wake_at = 0  # pump the publisher when delivered reaches this
+        self.publisher: Publisher | None = None
+        self.subscribed = 0
+        self.answered = 0  # worker() replies
+        self.shape: PacketShape | None = None
+
+    def pump(self) -> None:
+        """Send publishes while fewer than ``inflight`` are unacknowledged or undelivered."""
+        publisher = self.publisher
+        n = self.subscribers
+        k = self.inflight
+        while self.sending and self.sent - self.acked - self.failed < k and (self.sent - k) * n < self.delivered:
+            publisher.publish(self.sent)  # type: ignore[union-attr]
+            self.sent += 1
+        self.wake_at = (self.sent - k) * n + 1 if self.sending else 1 << 62
+
+
+class Subscriber(WSListener):
+    """Keeps a bitmap of the sequence numbers it received; checks channel and payload.
+
+    The hot path (a packet of the learned :class:`PacketShape`, a sequence number not seen
+    yet) is a few byte comparisons and a bitmap update; everything else goes through
+    :meth:`slow_path`, which decodes and classifies.
+    """
+
+    __slots__ = ("head", "index", "load", "seen", "seq_at", "size", "subscribed", "tail", "transport", "worker")
+
+    def __init__(self, load: FanoutLoad, index: int) -> None:
+        super().__init__()
+        self.load = load
+        self.index = index
+        self.seen = bytearray(4096)  # 1 at the sequence numbers received
+        self.subscribed = False
+        self.worker: int | None = None  # the pid serving this connection, when asked
+        self.transport: WSTransport | None = None
+        self.size = -1  # the learned shape, copied here for the hot path
+        self.head = self.tail = b""
+        self.seq_at = 0
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if self.load.sending or self.load.publisher is not None:
+            self.load.errors["subscriber disconnected"] += 1
+
+    def subscribe(self) -> None:
+        """Send ``subscribe(CHANNEL)``."""
+        message = msgpack.packb(request("subscribe", [CHANNEL], f"s{self.index}"))
+        self.transport.send(_BINARY, message)  # type: ignore[union-attr]
+
+    def ask_worker(self) -> None:
+        """Send ``worker()``: which process serves this connection."""
+        message = msgpack.packb(request("worker", [], f"w{self.index}"))
+        self.transport.send(_BINARY, message)  # type: ignore[union-attr]
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        payload = frame.get_payload_as_bytes()
+        if (
+            len(payload) == self.size
+            and frame.msg_type is _BINARY
+            and payload.startswith(self.head)
+            and payload.endswith(self.tail)
+        ):  # byte-identical to a verified channel packet but for the sequence number
+            seq = _unpack_seq(payload, self.seq_at)[0]
+            seen = self.seen
+            if seq < len(seen) and not seen[seq]:
+                seen[seq] = 1
+                load = self.load
+                load.delivered += 1
+                if load.delivered >= load.wake_at:
+                    load.pump()
+                return
+            self.accept(seq)
+            return
+        self.slow_path(frame, payload)
+
+    def accept(self, seq: int) -> None:
+        """Count delivery ``seq`` unless it is a duplicate or was never published."""
+        load = self.load
+        if seq >= load.sent:
+            load.errors["delivery of a publish never sent"] += 1
+            return
+        seen = self.seen
+        if seq >= len(seen):
+            seen.extend(bytes(max(seq + 1, 2 * len(seen)) - len(seen)))
+        if seen[seq]:
+            load.errors["duplicate delivery"] += 1
+            return
+        seen[seq] = 1
+        load.delivered += 1
+        if load.delivered >= load.wake_at:
+            load.pump()
+
+    def slow_path(self, frame: WSFrame, payload: bytes) -> None:
+        """Anything but the hot path: control frames, first deliveries, replies, errors."""
+        load = self.load
+        if frame.msg_type is not _BINARY:
+            if frame.msg_type not in _CONTROL:
+                load.errors["non-binary message"] += 1
+            return
+        try:
+            packet = _unpackb(payload)
+            source = packet["source"]
+        except Exception:
+            load.errors["undecodable packet"] += 1
+            return
+        if source == 2:
+            data = packet.get("data")
+            if (
+                packet.get("channel") != CHANNEL
+                or type(data) is not bytes
+                or len(data) != load.size
+                or not data.endswith(load.filler)
+            ):
+                load.errors["wrong channel packet"] += 1
+                return
+            if load.shape is None:
+                load.shape = PacketShape.learn(payload, data)
+            shape = load.shape
+            if shape is not None and self.size < 0:
+                self.size, self.head, self.tail, self.seq_at = shape.size, shape.head, shape.tail, shape.seq_at
+            self.accept(int.from_bytes(data[:8], "big"))
+        elif source == 5:
+            rpc = packet.get("rpc") or {}
+            if rpc.get("call_id") == f"w{self.index}" and self.worker is None:
+                pid = rpc.get("response")
+                if rpc.get("error") is None and type(pid) is int and pid > 0:
+                    self.worker = pid
+                    load.answered += 1
+                else:
+                    load.errors["wrong worker() reply"] += 1
+            elif (
+                not self.subscribed
+                and rpc.get("call_id") == f"s{self.index}"
+                and rpc.get("error") is None
+                and rpc.get("response") is True
+            ):
+                self.subscribed = True
+                load.subscribed += 1
+            else:
+                load.errors["wrong subscribe reply"] += 1
+        else:
+            load.errors["unexpected packet"] += 1
+
+
+class Publisher(WSListener):
+    """Calls ``publish(CHANNEL, payload)``; verifies each acknowledgement."""
+
+    def __init__(self, load: FanoutLoad) -> None:
+        super().__init__()
+        self.load = load
+        payload = SEQ_HOLE + load.filler
+        self.template = Template(request("publish", [CHANNEL, payload], CALL_ID_HOLE), (SEQ_HOLE, b"@" * 8))
+        self.pending: dict[str, int] = {}
+        self.transport: WSTransport | None = None
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if self.load.sending or self.pending:
+            self.load.errors["publisher disconnected"] += 1
+
+    def publish(self, seq: int) -> None:
+        """Send publish number ``seq``."""
+        key = f"{seq:08x}"
+        self.pending[key] = seq
+        self.transport.underlying_transport.write(self.template.fill(seq.to_bytes(8, "big"), key.encode()))  # type: ignore[union-attr]
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        load = self.load
+        if frame.msg_type is not _BINARY:
+            if frame.msg_type not in _CONTROL:
+                load.errors["non-binary message"] += 1
+            return
+        try:
+            packet = _unpackb(frame.get_payload_as_bytes())
+            rpc = packet["rpc"]
+            seq = self.pending.pop(rpc["call_id"], None)
+        except Exception:
+            load.errors["undecodable publish reply"] += 1
+            return
+        if seq is None:
+            load.errors["unknown or duplicate call_id"] += 1
+            return
+        if packet.get("source") != 5 or rpc.get("error") is not None or rpc.get("response") is not True:
+            load.errors["publish not acknowledged"] += 1
+            load.failed += 1
+        else:
+            load.acked += 1
+            mask = load.ack_mask
+            if seq >= len(mask):
+                mask.extend(bytes(seq + 1024 - len(mask)))
+            mask[seq] = 1
+        load.pump()
+
+
+async def spread_over_workers(load: FanoutLoad, subs: list[Subscriber], workers: list[int]) -> dict[int, int]:
+    """Ask every subscriber's ``worker()``; subscribers per worker pid (errors in ``load.errors``)."""
+    for sub in subs:
+        sub.ask_worker()
+    if not await wait_until(lambda: load.answered + sum(load.errors.values()) >= len(subs), lambda: load.answered):
+        load.errors["worker() unanswered"] += len(subs) - load.answered
+    per_worker = Counter(sub.worker for sub in subs if sub.worker is not None)
+    strangers = sum(n for pid, n in per_worker.items() if pid not in workers)
+    if strangers:
+        load.errors["subscriber on a process that is not a worker"] += strangers
+    idle = sum(1 for pid in workers if not per_worker.get(pid))
+    if idle:
+        load.errors["worker without subscribers"] += idle
+    return dict(per_worker)
+
+
+async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
+    """Fan-out deliveries per second, exactly-once checked (see module docstring)."""
+    url = f"ws://127.0.0.1:{spec['port']}/"
+    count = spec["subscribers"]
+    load = FanoutLoad(count, spec["inflight"], spec["size"])
+    setup = time.perf_counter()
+    subs: list[Subscriber] = await open_many(url, count, lambda i: Subscriber(load, i))  # type: ignore[assignment]
+    for sub in subs:
+        sub.subscribe()
+    if not await wait_until(lambda: load.subscribed + sum(load.errors.values()) >= count, lambda: load.subscribed):
+        load.errors["subscribe unanswered"] += count - load.subscribed
+    workers: list[int] = [int(pid) for pid in spec.get("worker_pids") or []]
+    per_worker: dict[int, int] = {}
+    if workers and not load.errors:
+        per_worker = await spread_over_workers(load, subs, workers)
+    _, publisher = await ws_connect(lambda: Publisher(load), url, extra_headers=HEADERS)
+    assert isinstance(publisher, Publisher)
+    setup_s = time.perf_counter() - setup
+    if load.errors:
+        failed: dict[str, Any] = {"ok": False, "errors": dict(load.errors), "setup_s": setup_s}
+        if workers:
+            failed["subscribers_per_worker"] = [per_worker.get(pid, 0) for pid in workers]
+        return failed
+    gc.collect()
+    gc.freeze()
+    load.publisher = publisher
+    window = Window(server_pids(spec), spec.get("redis_pid"))
+    load.sending = True
+    load.pump()
+    await asyncio.sleep(spec["warmup"])
+    d0, a0 = load.delivered, load.acked
+    window.start()
+    await asyncio.sleep(spec["duration"])
+    d1, a1 = load.delivered, load.acked
+    window.stop()
+    load.sending = False
+    load.wake_at = 1 << 62
+    if not await wait_until(lambda: not publisher.pending, lambda: load.acked + load.failed):
+        load.errors["publish unanswered"] += len(publisher.pending)
+    expected = load.acked * count
+    if not await wait_until(lambda: load.delivered >= expected, lambda: load.delivered):
+        pass  # counted per subscriber below
+    await asyncio.sleep(0.2)  # anything arriving now would be a duplicate or a stray
+    mask = bytes(load.ack_mask[: load.sent]).ljust(load.sent, b"\0")
+    missing = unacked = 0
+    for sub in subs:
+        if any(sub.seen[load.sent :]):
+            load.errors["delivery of a publish never sent"] += 1
+        got = bytes(sub.seen[: load.sent]).ljust(load.sent, b"\0")
+        if got != mask:
+            for want, have in zip(mask, got, strict=True):
+                if want and not have:
+                    missing += 1
+                elif have and not want:
+                    unacked += 1
+    if missing:
+        load.errors["missing delivery"] += missing
+    if unacked:
+        load.errors["delivery of an unacknowledged publish"] += unacked
+    load.publisher = None
+    for sub in subs:
+        sub.transport.disconnect()  # type: ignore[union-attr]
+    publisher.transport.disconnect()  # type: ignore[union-attr]
+    w = window.report()
+    if workers:
+        w["subscribers_per_worker"] = [per_worker.get(pid, 0) for pid in workers]
+        w["worker_cpu"] = [window.share_of(pid) for pid in workers]
+    return {
+        "ok": not load.errors and d1 > d0,
+        "errors": dict(load.errors) or ({} if d1 > d0 else {"no delivery in the window": 1}),
+        "deliveries": d1 - d0,
+        "deliveries_per_s": (d1 - d0) / w["seconds"],
+        "publishes_per_s": (a1 - a0) / w["seconds"],
+        "publishes_total": load.acked,
+        "setup_s": setup_s,
+        **w,
+    }
+
+
+# --------------------------------------------------------------------------- memory
+
+
+class Idle(WSListener):
+    """An idle connection: anything but control frames is an error."""
+
+    def __init__(self, errors: Counter[str]) -> None:
+        super().__init__()
+        self.errors = errors
+        self.transport: WSTransport | None = None
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type not in _CONTROL:
+            self.errors["message on an idle connection"] += 1
+
+
+class Probe(WSListener):
+    """One connection asking ``count()``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reply: asyncio.Future[Any] | None = None
+        self.transport: WSTransport | None = None
+        self.calls = 0
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is _BINARY and self.reply is not None and not self.reply.done():
+            rpc = _unpackb(frame.get_payload_as_bytes()).get("rpc") or {}
+            if rpc.get("call_id") == f"p{self.calls}" and rpc.get("error") is None:
+                self.reply.set_result(rpc.get("response"))
+            else:
+                self.reply.set_exception(RuntimeError(f"bad count() reply: {rpc!r}"))
+
+    async def count(self) -> int:
+        """The server's number of connected clients."""
+        self.calls += 1
+        self.reply = asyncio.get_running_loop().create_future()
+        self.transport.send(_BINARY, msgpack.packb(request("count", [], f"p{self.calls}")))  # type: ignore[union-attr]
+        result = await asyncio.wait_for(self.reply, 10)
+        if type(result) is not int:
+            raise RuntimeError(f"count() returned {result!r}")
+        return result
+
+
+async def run_memory(spec: dict[str, Any]) -> dict[str, Any]:
+    """Server RSS per idle connection (see module docstring)."""
+    url = f"ws://127.0.0.1:{spec['port']}/"
+    pid = spec["server_pid"]
+    idle = spec["idle"]
+    errors: Counter[str] = Counter()
+    _, probe = await ws_connect(Probe, url, extra_headers=HEADERS)
+    assert isinstance(probe, Probe)
+    if await probe.count() != 1:
+        errors["count() before connecting"] += 1
+    await asyncio.sleep(spec["settle"])
+    before = proc_rss_kib(pid)
+    started = time.perf_counter()
+    conns = await open_many(url, idle, lambda i: Idle(errors), read_buffer_init_size=1024)
+    connect_s = time.perf_counter() - started
+    deadline = time.monotonic() + 60
+    seen = await probe.count()
+    while seen != idle + 1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        seen = await probe.count()
+    if seen != idle + 1:
+        errors["server does not count every connection"] += 1
+    await asyncio.sleep(spec["settle"])
+    after = proc_rss_kib(pid)
+    if before is None or after is None:
+        errors["server gone"] += 1
+        before = after = 0
+    for conn in conns:
+        conn.transport.disconnect()  # type: ignore[attr-defined]
+    probe.transport.disconnect()  # type: ignore[union-attr]
+    return {
+        "ok": not errors,
+        "errors": dict(errors),
+        "idle": idle,
+        "rss_before_kib": before,
+        "rss_after_kib": after,
+        "bytes_per_connection": (after - before) * 1024 / idle,
+        "connect_s": connect_s,
+        "connections_per_s": idle / connect_s if connect_s else 0.0,
+    }
+
+
+# --------------------------------------------------------------------------- entry point
+
+SCENARIOS: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]] = {
+    "rpc": run_rpc,
+    "fanout": run_fanout,
+    "memory": run_memory,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the scenario described by the JSON spec in ``argv[0]``; print one JSON line."""
+    args = sys.argv[1:] if argv is None else argv
+    spec: dict[str, Any] = json.loads(args[0])
+    signal.alarm(int(spec.get("timeout", 300)))  # stop by ourselves whatever happens
+    raise_nofile()
+    result: dict[str, Any]
+    try:
+        result = uvloop.run(SCENARIOS[spec["scenario"]](spec))
+    except Exception as exc:  # reported, not raised: the runner records a failed run
+        result = {"ok": False, "errors": {f"{type(exc).__name__}: {exc}": 1}}
+    result["loadgen_pid"] = os.getpid()
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    os._exit(0)  # skip closing thousands of transports one by one
+
+
+if __name__ == "__main__":
+    sys.exit(main())
