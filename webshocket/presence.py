@@ -62,6 +62,7 @@ import msgpack
 from .backplane import Backplane, MemoryBackplane, MemoryHub
 from .channels import ChannelIndex, literal_name
 from .exceptions import ConnectionError as BackplaneConnectionError
+from .utils import optional_config
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -130,13 +131,7 @@ class Presence:
     @staticmethod
     def of(value: bool | Presence | None) -> Presence | None:
         """The server option ``presence``: True (defaults), a :class:`Presence`, or off."""
-        if value is None or value is False:
-            return None
-        if value is True:
-            return Presence()
-        if isinstance(value, Presence):
-            return value
-        raise TypeError(f"presence must be True, False or a webshocket.Presence, got {value!r}")
+        return optional_config(value, Presence, "presence")
 
 
 def _matcher(patterns: Iterable[str]) -> ChannelIndex:

@@ -36,6 +36,7 @@ from ._fanout import Outgoing
 from .channels import literal_name
 from .enum import PacketSource
 from .packets import Packet
+from .utils import optional_config
 
 __all__ = [
     "SESSION_SUBPROTOCOLS",
@@ -109,13 +110,7 @@ class Recovery:
     @staticmethod
     def of(value: bool | Recovery | None) -> Recovery | None:
         """The server option ``recovery``: True (defaults), a :class:`Recovery`, or off."""
-        if value is None or value is False:
-            return None
-        if value is True:
-            return Recovery()
-        if isinstance(value, Recovery):
-            return value
-        raise TypeError(f"recovery must be True, False or a webshocket.Recovery, got {value!r}")
+        return optional_config(value, Recovery, "recovery")
 
 
 def new_token() -> str:
@@ -284,7 +279,7 @@ class History:
                 if log.trimmed_seq > start or start < self.evicted_seq:
                     return None
                 found.extend((seq, encoded) for _offset, seq, _t, encoded in entries if seq > start)
-        found.sort(key=_first)
+        found.sort(key=by_sequence)
         return [Outgoing.from_msgpack(encoded) for _seq, encoded in found]
 
 
@@ -301,7 +296,8 @@ def split_subscriptions(subscriptions: Mapping[str, int]) -> tuple[dict[str, int
     return channels, patterns
 
 
-def _first(item: tuple[int, Any]) -> int:
+def by_sequence(item: tuple[int, Any]) -> int:
+    """Sort key of ``(publish sequence number, message)`` pairs."""
     return item[0]
 
 

@@ -36,7 +36,7 @@ from redis.asyncio import Redis
 from ._codec import decode_packet
 from ._fanout import Outgoing
 from .packets import Packet
-from .recovery import Recovery, Snapshot, split_subscriptions
+from .recovery import Recovery, Snapshot, by_sequence, split_subscriptions
 
 if TYPE_CHECKING:
     from .redis_backplane import RedisBackplane
@@ -235,7 +235,7 @@ class RedisStore:
             if picked is None:
                 return None
             found.extend(picked)
-        found.sort(key=_first)
+        found.sort(key=by_sequence)
         return [out for _seq, out in found]
 
     async def _channels_matching(self, pattern: str) -> list[str]:
@@ -314,9 +314,6 @@ class RedisStore:
             state[key] = value
         return _packed([state, snapshot.subscriptions])
 
-
-def _first(item: tuple[int, Outgoing]) -> int:
-    return item[0]
 
 
 def _missed_in(

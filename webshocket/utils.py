@@ -1,8 +1,11 @@
-"""Small helpers: call ids and duration strings."""
+"""Small helpers: call ids, duration strings and on/off options."""
 
 import os
 import time
 from itertools import count
+from typing import TypeVar
+
+_Option = TypeVar("_Option")
 
 _id_counter = count(1)
 _id_prefix = f"{os.getpid():x}{int(time.time()) & 0xFFFF:x}"
@@ -36,3 +39,14 @@ def parse_duration(duration: str | float | int) -> float:
     if seconds != seconds:  # NaN
         raise ValueError(f"Invalid duration {duration!r}")
     return seconds
+
+
+def optional_config(value: bool | _Option | None, kind: type[_Option], name: str) -> _Option | None:
+    """A server option that is off (None, False), on with defaults (True) or a ``kind`` instance."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return kind()
+    if isinstance(value, kind):
+        return value
+    raise TypeError(f"{name} must be True, False or a webshocket.{kind.__name__}, got {value!r}")
