@@ -108,6 +108,21 @@ async def test_loadgen_counts_correct_replies() -> None:
     assert fanout["ok"] and fanout["errors"] == {} and fanout["deliveries"] > 100
 
 
+async def test_loadgen_checks_positioned_deliveries_by_their_shape() -> None:
+    """With recovery every push carries its channel offset: the load generator still verifies
+    them by comparing bytes around the holes (decoding only when an offset grows a byte), and
+    still catches a duplicate, which arrives with an offset of its own."""
+    async with running_server(Honest, recovery=True) as server:
+        fanout = await loadgen(server.port, "fanout", **FANOUT)
+    assert fanout["ok"] and fanout["errors"] == {} and fanout["publishes_total"] > 300
+    widths = 4  # fixint, then uint8 from 128, uint16 from 256, uint32 from 65,536
+    assert fanout["decoded"] <= widths * FANOUT["subscribers"], fanout["decoded"]
+    async with running_server(DeliversTwice, recovery=True) as server:
+        twice = await loadgen(server.port, "fanout", **FANOUT)
+    assert not twice["ok"]
+    assert any("duplicate" in error for error in twice["errors"]), twice["errors"]
+
+
 async def test_loadgen_fails_a_run_with_a_wrong_result() -> None:
     async with running_server(WrongSum) as server:
         result = await loadgen(server.port, "rpc", **RPC)

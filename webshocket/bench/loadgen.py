@@ -479,20 +479,26 @@ async def run_rpc(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 class PacketShape:
-    """The byte layout of a verified channel packet, with one hole: the sequence number.
+    """The byte layout of a verified channel packet, with holes: the sequence number and,
+    on a server with recovery, the channel offset.
 
-    Learned from the first delivery that decoded and verified; a later packet equal to it
-    everywhere but in the 8 bytes of the sequence number is the same publish with another
-    number, so it is verified by comparing bytes. Any other packet is decoded.
+    Learned from a delivery that decoded and verified; a later packet equal to it everywhere
+    but in the 8 bytes of the sequence number (and the bytes of the offset's value, of the
+    same width) is the same publish with other numbers, so it is verified by comparing
+    bytes. Any other packet (for instance one whose offset grew a byte) is decoded.
     """
 
-    __slots__ = ("head", "seq_at", "seq_end", "size", "tail")
+    __slots__ = ("head", "mid", "offset_at", "seq_at", "size", "tail")
 
-    def __init__(self, payload: bytes, seq_at: int) -> None:
+    def __init__(self, payload: bytes, seq_at: int, offset: tuple[int, int] | None) -> None:
         self.size = len(payload)
-        self.seq_at, self.seq_end = seq_at, seq_at + 8
+        self.seq_at = seq_at
+        seq_end = seq_at + 8
+        offset_at, offset_end = offset if offset is not None else (seq_end, seq_end)
         self.head = payload[:seq_at]
-        self.tail = payload[self.seq_end :]
+        self.mid = payload[seq_end:offset_at]
+        self.offset_at = offset_at
+        self.tail = payload[offset_end:]
 
     @classmethod
     def learn(cls, payload: bytes, data: bytes) -> PacketShape | None:
@@ -500,7 +506,24 @@ class PacketShape:
         at = payload.find(data)
         if at < 0 or payload.count(data[:8]) != 1:
             return None
-        return cls(payload, at)
+        return cls(payload, at, _offset_hole(payload, at + len(data)))
+
+
+_OFFSET_KEY = msgpack.packb("offset")
+_INT_WIDTH = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}  # msgpack uint 8/16/32/64: bytes after the type byte
+
+
+def _offset_hole(payload: bytes, after: int) -> tuple[int, int] | None:
+    """Where the value of the ``offset`` key (after the data) lies in ``payload``, if any."""
+    key = payload.find(_OFFSET_KEY, after)
+    if key < 0:
+        return None
+    at = key + len(_OFFSET_KEY)
+    kind = payload[at]
+    if kind < 0x80:  # positive fixint: the byte is the value
+        return at, at + 1
+    width = _INT_WIDTH.get(kind)
+    return None if width is None else (at + 1, at + 1 + width)
 
 
 class FanoutLoad:
@@ -518,11 +541,11 @@ class FanoutLoad:
         self.failed = 0
         self.ack_mask = bytearray()  # 1 at the sequence numbers acknowledged
         self.delivered = 0  # valid first copies received, over all subscribers
+        self.decoded = 0  # channel packets that missed the learned shape and were decoded
         self.wake_at = 0  # pump the publisher when delivered reaches this
         self.publisher: Publisher | None = None
         self.subscribed = 0
         self.answered = 0  # worker() replies
-        self.shape: PacketShape | None = None
 
     def pump(self) -> None:
         """Send publishes while fewer than ``inflight`` are unacknowledged or undelivered."""
@@ -543,7 +566,20 @@ class Subscriber(WSListener):
     :meth:`slow_path`, which decodes and classifies.
     """
 
-    __slots__ = ("head", "index", "load", "seen", "seq_at", "size", "subscribed", "tail", "transport", "worker")
+    __slots__ = (
+        "head",
+        "index",
+        "load",
+        "mid",
+        "seen",
+        "seq_at",
+        "seq_end",
+        "size",
+        "subscribed",
+        "tail",
+        "transport",
+        "worker",
+    )
 
     def __init__(self, load: FanoutLoad, index: int) -> None:
         super().__init__()
@@ -554,8 +590,8 @@ class Subscriber(WSListener):
         self.worker: int | None = None  # the pid serving this connection, when asked
         self.transport: WSTransport | None = None
         self.size = -1  # the learned shape, copied here for the hot path
-        self.head = self.tail = b""
-        self.seq_at = 0
+        self.head = self.mid = self.tail = b""
+        self.seq_at = self.seq_end = 0
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -581,7 +617,8 @@ class Subscriber(WSListener):
             and frame.msg_type is _BINARY
             and payload.startswith(self.head)
             and payload.endswith(self.tail)
-        ):  # byte-identical to a verified channel packet but for the sequence number
+            and payload.startswith(self.mid, self.seq_end)
+        ):  # byte-identical to a verified channel packet but for the sequence number (and offset)
             seq = _unpack_seq(payload, self.seq_at)[0]
             seen = self.seen
             if seq < len(seen) and not seen[seq]:
@@ -635,11 +672,11 @@ class Subscriber(WSListener):
             ):
                 load.errors["wrong channel packet"] += 1
                 return
-            if load.shape is None:
-                load.shape = PacketShape.learn(payload, data)
-            shape = load.shape
-            if shape is not None and self.size < 0:
-                self.size, self.head, self.tail, self.seq_at = shape.size, shape.head, shape.tail, shape.seq_at
+            load.decoded += 1
+            shape = PacketShape.learn(payload, data)  # again after a change (an offset one byte wider)
+            if shape is not None:
+                self.size, self.head, self.mid, self.tail = shape.size, shape.head, shape.mid, shape.tail
+                self.seq_at, self.seq_end = shape.seq_at, shape.seq_at + 8
             self.accept(int.from_bytes(data[:8], "big"))
         elif source == 5:
             rpc = packet.get("rpc") or {}
@@ -806,6 +843,7 @@ async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
         "deliveries_per_s": (d1 - d0) / w["seconds"],
         "publishes_per_s": (a1 - a0) / w["seconds"],
         "publishes_total": load.acked,
+        "decoded": load.decoded,
         "setup_s": setup_s,
         **w,
     }
