@@ -62,7 +62,8 @@ class Recovery:
 
     Attributes:
         history_size: messages kept per channel (the oldest go first).
-        history_ttl: seconds a message stays in its channel's history.
+        history_ttl: seconds a message stays in its channel's history (in Redis, up to a tenth
+            longer: the age limit is applied there at most every tenth of it).
         session_ttl: seconds a disconnected session can be resumed.
         max_channels: channels with history at once; past it, the history of the channel
             published to least recently is dropped (its subscribers then resume "not

@@ -46,27 +46,33 @@ __all__ = ["RedisStore"]
 _logger = logging.getLogger("webshocket.recovery")
 
 PUBLISH_SCRIPT = b"""
-local seq = redis.call('INCR', KEYS[3])
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
-  epoch = ARGV[5]
-  redis.call('HSET', KEYS[1], 'e', epoch)
-end
+local m = redis.call('HMGET', KEYS[1], 'e', 't', 'x')
+local epoch = m[1] or ARGV[5]
 local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
+local seq = redis.call('INCR', KEYS[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local prev = redis.call('HGET', KEYS[1], 't') or '0'
-redis.call('HSET', KEYS[1], 't', now)
+local ttl = tonumber(ARGV[7])
 local body = ARGV[3] .. cmsgpack.pack(offset) .. ARGV[4] .. cmsgpack.pack(epoch)
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[6], '*', 'o', offset, 's', seq, 'p', prev, 'b', body)
-redis.call('XTRIM', KEYS[2], 'MINID', now - tonumber(ARGV[7]))
-redis.call('PEXPIRE', KEYS[1], ARGV[7])
-redis.call('PEXPIRE', KEYS[2], ARGV[7])
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[6], '*', 'o', offset, 's', seq, 'p', m[2] or '0', 'b', body)
+if not m[3] or now - tonumber(m[3]) > ttl / 10 then
+  redis.call('HSET', KEYS[1], 't', now, 'e', epoch, 'x', now)
+  redis.call('XTRIM', KEYS[2], 'MINID', now - ttl)
+  redis.call('PEXPIRE', KEYS[1], ttl + ttl / 10)
+  redis.call('PEXPIRE', KEYS[2], ttl + ttl / 10)
+else
+  redis.call('HSET', KEYS[1], 't', now)
+end
 redis.call('PUBLISH', ARGV[1], ARGV[2] .. string.char(198) .. struct.pack('>I4', #body) .. body)
 return offset
 """
 """KEYS: meta, stream, sequence. ARGV: Redis channel, envelope head, packet up to the offset's
-value, the packed "epoch" key, an epoch for a new history, history size, history TTL (ms)."""
+value, the packed "epoch" key, an epoch for a new history, history size, history TTL (ms).
+
+Seven Redis calls per publish. The age limit is applied (``XTRIM MINID``) and the keys'
+time-to-live refreshed at most every tenth of ``history_ttl`` (field ``x`` of the meta hash),
+with a time-to-live of 1.1 x ``history_ttl``: a message stays at least ``history_ttl``, and
+at most a tenth longer. The size limit is exact on every publish."""
 
 SAVE_SCRIPT = b"""
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
@@ -313,7 +319,6 @@ class RedisStore:
                 continue
             state[key] = value
         return _packed([state, snapshot.subscriptions])
-
 
 
 def _missed_in(
