@@ -1,4 +1,4 @@
-"""Command line: ``webshocket serve module:Handler`` (like uvicorn) and ``webshocket bench``.
+"""Command line: ``webshocket serve module:Handler`` (like uvicorn), ``webshocket bench`` and ``webshocket capacity``.
 
 Also reachable as ``python -m webshocket``. Every option of ``serve`` can also be given as
 an environment variable ``WEBSHOCKET_<OPTION>`` (``WEBSHOCKET_PORT``, ``WEBSHOCKET_MAX_CONNECTION``,
@@ -325,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "bench",
         help="run the end-to-end benchmark suite, e.g. 'bench --quick' (see 'bench --help')",
+        add_help=False,
+    )
+    commands.add_parser(
+        "capacity",
+        help="how many worker processes and Redis shards a workload needs (see 'capacity --help')",
         add_help=False,
     )
     return parser
@@ -804,12 +809,21 @@ def _cmd_bench(rest: Sequence[str]) -> int:
     return bench_main(list(rest), prog="webshocket bench")
 
 
+def _cmd_capacity(rest: Sequence[str]) -> int:
+    """``webshocket capacity ...``: the capacity model of docs/scaling.md (:mod:`webshocket.bench.capacity`)."""
+    from .bench.capacity import main as capacity_main
+
+    return capacity_main(list(rest))
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Entry point of the ``webshocket`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["bench"]:
             return _cmd_bench(argv[1:])
+        if argv[:1] == ["capacity"]:
+            return _cmd_capacity(argv[1:])
         parser = build_parser()
         env_errors = apply_environment(parser, os.environ if environ is None else environ)
         args, unknown = parser.parse_known_args(argv)
