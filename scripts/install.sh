@@ -171,3 +171,9 @@ if [ "$mode" = dev ] && [ ! clients/js/node_modules/.package-lock.json -nt clien
     say "npm ci in clients/js (the JavaScript client's dev dependencies)"
     (cd clients/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# The Node.js ws server of the end-to-end benchmark (webshocket/bench/servers/node_ws.mjs): its packages.
+if [ "$mode" = dev ] && command -v npm >/dev/null 2>&1 &&
+    [ ! benchmarks/node_modules/.package-lock.json -nt benchmarks/package-lock.json ]; then
+    say "npm ci in benchmarks (ws, bufferutil, msgpackr: the benchmark's Node.js server)"
+    (cd benchmarks && npm ci --no-audit --no-fund --loglevel=error)
+fi

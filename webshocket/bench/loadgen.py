@@ -28,6 +28,38 @@ with the measurement on stdout. Scenarios:
     Redis), each subscriber also asks ``worker()`` (the pid serving it) before the window;
     a subscriber on a process not listed, or a listed worker without subscribers, fails
     the run, and the result gives the subscribers per worker.
+    With ``channels`` above 1 the subscribers are spread evenly over the channels
+    ``bench.0`` ... (subscriber ``i`` on channel ``i % channels``) and the publisher
+    publishes round-robin over them; each channel numbers its own publishes and its
+    payloads carry the channel's index after the sequence number, so a subscriber catches
+    a delivery on another channel or of another channel's publish, and must hold exactly
+    one copy of every acknowledged publish of its own channel.
+``patterns``
+    ``fanout`` (one channel by default) plus ``patterns`` glob patterns that match none of
+    the published channels (:func:`non_matching_patterns`), subscribed by one more
+    connection, 1,000 per ``subscribe([...])`` call, before the window (the server must
+    allow that many subscriptions per connection: ours with ``--max-subscriptions 0``).
+    Any delivery to that connection fails the run. Reports the same as ``fanout``: the
+    server's CPU per publish is the cost the patterns add.
+``churn``
+    ``parallel`` workers, each in a closed loop: open a connection (handshake), call
+    ``add(a, b)`` once and check the reply, send a close frame and wait until the server
+    answers it and the connection is gone (a server that does not close within 10 s is an
+    error). Reports completed cycles (handshakes) per second and their duration.
+``rpc-open``
+    Open loop: ``add`` calls go out at a fixed ``rate`` per second (spread round-robin over
+    ``connections``), on schedule whatever the replies (:class:`Pacer`); latency runs from
+    each call's *scheduled* send time, so a server (or a load generator) falling behind
+    shows in it instead of slowing the load down (no coordinated omission). Replies are
+    checked as in ``rpc``; every call sent must be answered. Reports the offered rate, the
+    achieved one (replies in the window per second), the calls not sent because more than
+    ``max_backlog_s`` seconds of calls were unanswered (``skipped``), and how late the load
+    generator itself sent (``send_lag_us``).
+``fanout-open``
+    Open loop on ``fanout`` (one channel): publishes go out at ``rate`` per second on
+    schedule; latency is from a publish's scheduled time to its arrival, at every
+    ``subscribers // 100``-th subscriber. Exactly-once is checked as in ``fanout``;
+    offered and achieved rates are deliveries per second.
 ``memory``
     VmRSS of the server with one probe connection open, then with ``idle`` more idle
     connections (opened in batches of ``batch``; the probe's ``count()`` must see them
@@ -38,7 +70,9 @@ by field, and its bytes become a shape with holes (call_id and result, or sequen
 a later message identical to the shape outside the holes is the same packet with other
 values, so only the holes are read. Anything else is decoded and checked in full.
 
-Every scenario reports the load generator's own CPU use over the window (CPU seconds per
+Every connection count is checked against RLIMIT_NOFILE first (raised to the hard limit at
+start): too few file descriptors fails the run with a message saying so. Every scenario
+reports the load generator's own CPU use over the window (CPU seconds per
 wall second, from ``time.process_time``) and the server's (from ``/proc/PID/stat``: the sum
 over ``cpu_pids`` when given, i.e. the parent and every worker process, else ``server_pid``)
 and, with ``redis_pid``, the redis-server's (``redis_cpu``); above ``SATURATED`` of a core
@@ -52,6 +86,7 @@ import gc
 import json
 import math
 import os
+import resource
 import signal
 import struct
 import sys
@@ -59,11 +94,13 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import msgpack
 import uvloop
-from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from .servers.common import raise_nofile
 
@@ -73,6 +110,7 @@ CHANNEL = "bench"
 SATURATED = 0.9  # load generator CPU share of one core above which its figures are suspect
 CONNECT_BATCH = 100  # handshakes in flight while opening many connections
 DRAIN_STALL_S = 10.0  # give up draining when nothing arrived for this long
+FD_MARGIN = 16  # file descriptors kept free besides the connections (stdio, the loop, ...)
 
 _BINARY = WSMsgType.BINARY
 _CONTROL = (WSMsgType.PING, WSMsgType.PONG, WSMsgType.CLOSE)
@@ -237,10 +275,26 @@ class Window:
         return out
 
 
+def check_nofile(more: int) -> None:
+    """Raise RuntimeError when ``more`` connections would not fit under RLIMIT_NOFILE."""
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    try:
+        open_now = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        open_now = 0
+    if open_now + more + FD_MARGIN > limit:
+        raise RuntimeError(
+            f"RLIMIT_NOFILE is {limit} (raised to the hard limit): too few file descriptors for "
+            f"{more:,} more connections ({open_now} open)"
+        )
+
+
 async def open_many(
     url: str, count: int, factory: Callable[[int], WSListener], batch: int = CONNECT_BATCH, **kwargs: Any
 ) -> list[WSListener]:
-    """``count`` connections, ``batch`` handshakes at a time; raises if any fails."""
+    """``count`` connections, ``batch`` handshakes at a time; raises if any fails (or if they
+    would not fit under RLIMIT_NOFILE)."""
+    check_nofile(count)
     listeners: list[WSListener] = []
     for start in range(0, count, batch):
         coros: list[Awaitable[tuple[WSTransport, WSListener]]] = [
@@ -262,6 +316,61 @@ async def wait_until(predicate: Callable[[], bool], progress: Callable[[], int],
         elif time.monotonic() - since > stall:
             return False
     return True
+
+
+SPIN_NS = 1_500_000  # the pacer sleeps until this close to the next slot, then polls the loop
+
+
+class Pacer:
+    """An open-loop schedule: slot ``n`` is due at ``t0 + n / rate``, whatever the replies.
+
+    :meth:`run` calls ``send(at)`` for every slot that is due (``at``: its scheduled time, in
+    ``perf_counter_ns``), then ``flush()``; ``send`` returns False when it skipped the slot
+    (too much unanswered). While ``measuring``, slots are counted (``scheduled``,
+    ``skipped``) and ``lag`` gets how late each was written (flush time - scheduled time):
+    the load generator's own lateness, part of every latency measured from ``at``.
+    Between slots it sleeps (the loop's timers have a 1 ms resolution), then polls the loop
+    for the last :data:`SPIN_NS`: the load generator's CPU share of an open-loop run includes
+    that polling, so whether it kept up is ``lag``, not its CPU.
+    """
+
+    def __init__(self, rate: float, send: Callable[[int], bool], flush: Callable[[], None]) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        self.interval = 1e9 / rate
+        self.send = send
+        self.flush = flush
+        self.running = True
+        self.measuring = False
+        self.scheduled = 0
+        self.skipped = 0
+        self.lag = array("q")
+
+    async def run(self) -> None:
+        """Send on schedule until ``running`` is False."""
+        interval = self.interval
+        t0 = _perf_ns()
+        n = 0
+        sent: list[int] = []
+        while self.running:
+            due = int((_perf_ns() - t0) / interval) + 1
+            while n < due:
+                at = t0 + int(n * interval)
+                if self.send(at):
+                    sent.append(at)
+                elif self.measuring:
+                    self.skipped += 1
+                n += 1
+                if self.measuring:
+                    self.scheduled += 1
+            self.flush()
+            if sent:
+                if self.measuring:
+                    now = _perf_ns()
+                    self.lag.extend(now - at for at in sent)
+                sent.clear()
+            wait = t0 + n * interval - _perf_ns()
+            await asyncio.sleep((wait - SPIN_NS) / 1e9 if wait > 2 * SPIN_NS else 0)
 
 
 # --------------------------------------------------------------------------- RPC
@@ -341,15 +450,15 @@ class RpcClient(WSListener):
         if self.load.sending:
             self.load.errors["disconnected"] += 1
 
-    def queue_one(self) -> None:
-        """Queue the next call (sent by :meth:`flush`)."""
+    def queue_one(self, at: int = 0) -> None:
+        """Queue the next call (sent by :meth:`flush`); its latency counts from ``at`` (default: now)."""
         load = self.load
         n = load.next_id
         load.next_id = n + 1
         a = A_BASE + (n & 0x0FFFFFFF)
         key = b"%08x" % n
         self.outbox.append(self.template.fill(a.to_bytes(4, "big"), key))
-        load.pending[key] = (_perf_ns(), a + self.b, self)
+        load.pending[key] = (at or _perf_ns(), a + self.b, self)
 
     def flush(self) -> None:
         """Write the queued calls at once."""
@@ -475,6 +584,80 @@ async def run_rpc(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def open_loop_report(offered: float, achieved: float, pacer: Pacer) -> dict[str, Any]:
+    """Offered and achieved rates of an open-loop run, what was skipped, the load generator's lateness."""
+    return {
+        "offered_per_s": offered,
+        "achieved_per_s": achieved,
+        "achieved_ratio": achieved / offered if offered else 0.0,
+        "sustained": achieved >= SUSTAINED * offered and not pacer.skipped,
+        "scheduled": pacer.scheduled,
+        "skipped": pacer.skipped,
+        "send_lag_us": percentiles(pacer.lag),
+    }
+
+
+SUSTAINED = 0.95  # an open-loop run whose achieved rate is below this share of the offered one did not keep up
+
+
+async def run_rpc_open(spec: dict[str, Any]) -> dict[str, Any]:
+    """RPC latency under an open-loop load of ``rate`` calls/s (see module docstring)."""
+    url = f"ws://127.0.0.1:{spec['port']}/"
+    rate = float(spec["rate"])
+    load = RpcLoad()
+    load.sending = False  # replies do not trigger calls: the pacer sends
+    setup = time.perf_counter()
+    clients: list[RpcClient] = await open_many(url, spec["connections"], lambda i: RpcClient(load, i, 0))  # type: ignore[assignment]
+    setup_s = time.perf_counter() - setup
+    max_pending = max(64, int(rate * spec.get("max_backlog_s", 1.0)))
+    turn = 0
+
+    def send(at: int) -> bool:
+        nonlocal turn
+        if len(load.pending) >= max_pending:
+            return False
+        clients[turn].queue_one(at)
+        turn = (turn + 1) % len(clients)
+        return True
+
+    def flush() -> None:
+        for client in clients:
+            client.flush()
+
+    gc.collect()
+    gc.freeze()
+    window = Window(server_pids(spec))
+    pacer = Pacer(rate, send, flush)
+    pacing = asyncio.ensure_future(pacer.run())
+    await asyncio.sleep(spec["warmup"])
+    load.measuring = pacer.measuring = True  # latency: every reply from now on, the drain's too
+    t0 = load.total
+    window.start()
+    await asyncio.sleep(spec["duration"])
+    replied = load.total - t0
+    window.stop()
+    pacer.measuring = False
+    pacer.running = False
+    await pacing
+    drained = await wait_until(lambda: not load.pending, lambda: load.total + sum(load.errors.values()))
+    if not drained:
+        load.errors["missing reply"] += len(load.pending)
+    for client in clients:
+        client.transport.disconnect()  # type: ignore[union-attr]
+    w = window.report()
+    return {
+        "ok": not load.errors and replied > 0,
+        "errors": dict(load.errors) or ({} if replied else {"no call completed in the window": 1}),
+        "rate": rate,
+        "calls": replied,
+        "calls_per_s": replied / w["seconds"],
+        "latency_us": percentiles(load.latencies),
+        **open_loop_report(rate, replied / w["seconds"], pacer),
+        "setup_s": setup_s,
+        **w,
+    }
+
+
 # --------------------------------------------------------------------------- fan-out
 
 
@@ -527,13 +710,29 @@ def _offset_hole(payload: bytes, after: int) -> tuple[int, int] | None:
 
 
 class FanoutLoad:
-    """Shared state of a fan-out run."""
+    """Shared state of a fan-out run.
 
-    def __init__(self, subscribers: int, inflight: int, size: int) -> None:
+    Publish ``p`` goes to channel ``p % channels`` with the channel's own sequence number
+    ``p // channels`` (the first 8 bytes of its payload; the rest is the channel's filler,
+    which starts with the channel's index when there are several).
+    """
+
+    def __init__(self, subscribers: int, inflight: int, size: int, channels: int = 1) -> None:
+        if channels < 1 or subscribers % channels:
+            raise ValueError(f"{subscribers} subscribers cannot be spread evenly over {channels} channels")
+        if size - 8 < len(f"{channels - 1}:"):
+            raise ValueError(f"payloads of {size} bytes are too small to tell {channels} channels apart")
         self.subscribers = subscribers
         self.inflight = inflight
         self.size = size
-        self.filler = bytes(b"abcdefghijklmnopqrstuvwxyz"[i % 26] for i in range(size - 8))
+        self.channels = channels
+        self.per_channel = subscribers // channels  # deliveries of each publish
+        base = bytes(b"abcdefghijklmnopqrstuvwxyz"[i % 26] for i in range(size - 8))
+        if channels == 1:
+            self.names, self.fillers = [CHANNEL], [base]
+        else:
+            self.names = [f"{CHANNEL}.{c}" for c in range(channels)]
+            self.fillers = [(f"{c}:".encode() + base)[: size - 8] for c in range(channels)]
         self.errors: Counter[str] = Counter()
         self.sending = False
         self.sent = 0  # publishes sent; the next sequence number
@@ -546,11 +745,18 @@ class FanoutLoad:
         self.publisher: Publisher | None = None
         self.subscribed = 0
         self.answered = 0  # worker() replies
+        self.measuring = False  # open loop: record latencies
+        self.scheduled = array("q")  # open loop: the scheduled send time of each publish
+        self.latencies = array("q")
+
+    def sent_on(self, channel: int) -> int:
+        """Publishes sent to ``channel`` so far (its next sequence number)."""
+        return (self.sent - channel + self.channels - 1) // self.channels
 
     def pump(self) -> None:
         """Send publishes while fewer than ``inflight`` are unacknowledged or undelivered."""
         publisher = self.publisher
-        n = self.subscribers
+        n = self.per_channel
         k = self.inflight
         while self.sending and self.sent - self.acked - self.failed < k and (self.sent - k) * n < self.delivered:
             publisher.publish(self.sent)  # type: ignore[union-attr]
@@ -567,10 +773,13 @@ class Subscriber(WSListener):
     """
 
     __slots__ = (
+        "channel",
+        "filler",
         "head",
         "index",
         "load",
         "mid",
+        "name",
         "seen",
         "seq_at",
         "seq_end",
@@ -585,7 +794,10 @@ class Subscriber(WSListener):
         super().__init__()
         self.load = load
         self.index = index
-        self.seen = bytearray(4096)  # 1 at the sequence numbers received
+        self.channel = index % load.channels
+        self.name = load.names[self.channel]
+        self.filler = load.fillers[self.channel]
+        self.seen = bytearray(4096)  # 1 at the sequence numbers (of its channel) received
         self.subscribed = False
         self.worker: int | None = None  # the pid serving this connection, when asked
         self.transport: WSTransport | None = None
@@ -601,8 +813,8 @@ class Subscriber(WSListener):
             self.load.errors["subscriber disconnected"] += 1
 
     def subscribe(self) -> None:
-        """Send ``subscribe(CHANNEL)``."""
-        message = msgpack.packb(request("subscribe", [CHANNEL], f"s{self.index}"))
+        """Send ``subscribe(<its channel>)``."""
+        message = msgpack.packb(request("subscribe", [self.name], f"s{self.index}"))
         self.transport.send(_BINARY, message)  # type: ignore[union-attr]
 
     def ask_worker(self) -> None:
@@ -635,7 +847,7 @@ class Subscriber(WSListener):
     def accept(self, seq: int) -> None:
         """Count delivery ``seq`` unless it is a duplicate or was never published."""
         load = self.load
-        if seq >= load.sent:
+        if seq >= load.sent_on(self.channel):
             load.errors["delivery of a publish never sent"] += 1
             return
         seen = self.seen
@@ -664,13 +876,15 @@ class Subscriber(WSListener):
             return
         if source == 2:
             data = packet.get("data")
-            if (
-                packet.get("channel") != CHANNEL
-                or type(data) is not bytes
-                or len(data) != load.size
-                or not data.endswith(load.filler)
-            ):
+            if packet.get("channel") != self.name:
+                load.errors["delivery on another channel"] += 1
+                return
+            if type(data) is not bytes or len(data) != load.size:
                 load.errors["wrong channel packet"] += 1
+                return
+            if not data.endswith(self.filler):
+                other = load.channels > 1 and any(data.endswith(filler) for filler in load.fillers)
+                load.errors["delivery of another channel's publish" if other else "wrong channel packet"] += 1
                 return
             load.decoded += 1
             shape = PacketShape.learn(payload, data)  # again after a change (an offset one byte wider)
@@ -702,13 +916,15 @@ class Subscriber(WSListener):
 
 
 class Publisher(WSListener):
-    """Calls ``publish(CHANNEL, payload)``; verifies each acknowledgement."""
+    """Calls ``publish(channel, payload)``, round-robin over the channels; verifies each acknowledgement."""
 
     def __init__(self, load: FanoutLoad) -> None:
         super().__init__()
         self.load = load
-        payload = SEQ_HOLE + load.filler
-        self.template = Template(request("publish", [CHANNEL, payload], CALL_ID_HOLE), (SEQ_HOLE, b"@" * 8))
+        self.templates = [
+            Template(request("publish", [name, SEQ_HOLE + filler], CALL_ID_HOLE), (SEQ_HOLE, b"@" * 8))
+            for name, filler in zip(load.names, load.fillers, strict=True)
+        ]
         self.pending: dict[str, int] = {}
         self.transport: WSTransport | None = None
 
@@ -720,10 +936,12 @@ class Publisher(WSListener):
             self.load.errors["publisher disconnected"] += 1
 
     def publish(self, seq: int) -> None:
-        """Send publish number ``seq``."""
+        """Send publish number ``seq`` (to channel ``seq % channels``, as its number ``seq // channels``)."""
         key = f"{seq:08x}"
         self.pending[key] = seq
-        self.transport.underlying_transport.write(self.template.fill(seq.to_bytes(8, "big"), key.encode()))  # type: ignore[union-attr]
+        number, channel = divmod(seq, self.load.channels)
+        frame = self.templates[channel].fill(number.to_bytes(8, "big"), key.encode())
+        self.transport.underlying_transport.write(frame)  # type: ignore[union-attr]
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         load = self.load
@@ -769,13 +987,98 @@ async def spread_over_workers(load: FanoutLoad, subs: list[Subscriber], workers:
     return dict(per_worker)
 
 
-async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
-    """Fan-out deliveries per second, exactly-once checked (see module docstring)."""
+PATTERN_BATCH = 1000  # patterns per subscribe([...]) call
+PATTERN_FAMILIES = ("user.{i}.*", "*.alerts.{i}", "room.{i}.[ab]?", "feed.*.{i}.*", CHANNEL + ".{i}.*")
+
+
+def non_matching_patterns(count: int) -> list[str]:
+    """``count`` distinct glob patterns that match none of the published channels (``bench``,
+    ``bench.<c>``): the families of ``benchmarks/bench_channels.py``, and near misses sharing
+    the channels' prefix (``bench.<i>.*`` needs a dot after ``bench.<i>``)."""
+    return [PATTERN_FAMILIES[i % len(PATTERN_FAMILIES)].format(i=i) for i in range(count)]
+
+
+class PatternHolder(WSListener):
+    """The connection holding the non-matching patterns: a channel packet on it is an error."""
+
+    def __init__(self, errors: Counter[str]) -> None:
+        super().__init__()
+        self.errors = errors
+        self.transport: WSTransport | None = None
+        self.reply: asyncio.Future[dict[str, Any]] | None = None
+        self.calls = 0
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is not _BINARY:
+            if frame.msg_type not in _CONTROL:
+                self.errors["non-binary message"] += 1
+            return
+        try:
+            packet = _unpackb(frame.get_payload_as_bytes())
+            source = packet["source"]
+        except Exception:
+            self.errors["undecodable packet"] += 1
+            return
+        if source == 2:
+            self.errors["delivery to a non-matching pattern"] += 1
+            return
+        rpc = packet.get("rpc") or {}
+        reply = self.reply
+        if source == 5 and reply is not None and not reply.done() and rpc.get("call_id") == f"h{self.calls}":
+            reply.set_result(rpc)
+        else:
+            self.errors["unexpected packet"] += 1
+
+    async def subscribe(self, names: list[str]) -> None:
+        """``subscribe(names)``; raises RuntimeError unless the server answers True."""
+        self.calls += 1
+        self.reply = asyncio.get_running_loop().create_future()
+        self.transport.send(_BINARY, msgpack.packb(request("subscribe", [names], f"h{self.calls}")))  # type: ignore[union-attr]
+        rpc = await asyncio.wait_for(self.reply, 30)
+        if rpc.get("error") is not None or rpc.get("response") is not True:
+            raise RuntimeError(f"subscribe to {len(names)} patterns refused: {rpc.get('response')!r}"[:300])
+
+
+async def hold_patterns(url: str, count: int, errors: Counter[str]) -> PatternHolder:
+    """One connection subscribed to ``count`` non-matching patterns, :data:`PATTERN_BATCH` per call."""
+    check_nofile(1)
+    _, holder = await ws_connect(lambda: PatternHolder(errors), url, extra_headers=HEADERS)
+    assert isinstance(holder, PatternHolder)
+    patterns = non_matching_patterns(count)
+    for start in range(0, count, PATTERN_BATCH):
+        await holder.subscribe(patterns[start : start + PATTERN_BATCH])
+    return holder
+
+
+@dataclass
+class Rig:
+    """The connections of a fan-out run, subscribed and ready."""
+
+    subs: list[Subscriber]
+    publisher: Publisher
+    workers: list[int]
+    per_worker: dict[int, int]
+    holder: PatternHolder | None
+    setup_s: float
+
+    def failed(self, load: FanoutLoad) -> dict[str, Any]:
+        """The result of a run whose setup went wrong."""
+        out: dict[str, Any] = {"ok": False, "errors": dict(load.errors), "setup_s": self.setup_s}
+        if self.workers:
+            out["subscribers_per_worker"] = [self.per_worker.get(pid, 0) for pid in self.workers]
+        return out
+
+
+async def fanout_rig(spec: dict[str, Any], load: FanoutLoad, factory: Callable[[int], Subscriber]) -> Rig:
+    """Subscribers (made by ``factory``) subscribed, spread over the workers checked, the patterns
+    held (``spec["patterns"]``), the publisher connected; problems in ``load.errors``."""
     url = f"ws://127.0.0.1:{spec['port']}/"
     count = spec["subscribers"]
-    load = FanoutLoad(count, spec["inflight"], spec["size"])
     setup = time.perf_counter()
-    subs: list[Subscriber] = await open_many(url, count, lambda i: Subscriber(load, i))  # type: ignore[assignment]
+    subs: list[Subscriber] = await open_many(url, count, factory)  # type: ignore[assignment]
     for sub in subs:
         sub.subscribe()
     if not await wait_until(lambda: load.subscribed + sum(load.errors.values()) >= count, lambda: load.subscribed):
@@ -784,17 +1087,66 @@ async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
     per_worker: dict[int, int] = {}
     if workers and not load.errors:
         per_worker = await spread_over_workers(load, subs, workers)
+    holder = None
+    if spec.get("patterns") and not load.errors:
+        holder = await hold_patterns(url, int(spec["patterns"]), load.errors)
+    check_nofile(1)
     _, publisher = await ws_connect(lambda: Publisher(load), url, extra_headers=HEADERS)
     assert isinstance(publisher, Publisher)
-    setup_s = time.perf_counter() - setup
+    return Rig(subs, publisher, workers, per_worker, holder, time.perf_counter() - setup)
+
+
+async def drain_and_verify(load: FanoutLoad, rig: Rig) -> None:
+    """Stop publishing, drain, check that every subscriber holds exactly one copy of every
+    acknowledged publish of its channel (errors in ``load.errors``); disconnect."""
+    publisher = rig.publisher
+    load.sending = False
+    load.wake_at = 1 << 62
+    if not await wait_until(lambda: not publisher.pending, lambda: load.acked + load.failed):
+        load.errors["publish unanswered"] += len(publisher.pending)
+    expected = load.acked * load.per_channel
+    if not await wait_until(lambda: load.delivered >= expected, lambda: load.delivered):
+        pass  # counted per subscriber below
+    await asyncio.sleep(0.2)  # anything arriving now would be a duplicate or a stray
+    mask = bytes(load.ack_mask[: load.sent]).ljust(load.sent, b"\0")
+    masks: dict[int, bytes] = {}  # channel -> its publishes acknowledged, by its sequence numbers
+    missing = unacked = 0
+    for sub in rig.subs:
+        want = masks.get(sub.channel)
+        if want is None:
+            want = masks[sub.channel] = mask[sub.channel :: load.channels]
+        size = len(want)
+        if any(sub.seen[size:]):
+            load.errors["delivery of a publish never sent"] += 1
+        got = bytes(sub.seen[:size]).ljust(size, b"\0")
+        if got != want:
+            for wanted, have in zip(want, got, strict=True):
+                if wanted and not have:
+                    missing += 1
+                elif have and not wanted:
+                    unacked += 1
+    if missing:
+        load.errors["missing delivery"] += missing
+    if unacked:
+        load.errors["delivery of an unacknowledged publish"] += unacked
+    load.publisher = None
+    for sub in rig.subs:
+        sub.transport.disconnect()  # type: ignore[union-attr]
+    publisher.transport.disconnect()  # type: ignore[union-attr]
+    if rig.holder is not None:
+        rig.holder.transport.disconnect()  # type: ignore[union-attr]
+
+
+async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
+    """Fan-out deliveries per second, exactly-once checked (see module docstring)."""
+    count = spec["subscribers"]
+    load = FanoutLoad(count, spec["inflight"], spec["size"], spec.get("channels", 1))
+    rig = await fanout_rig(spec, load, lambda i: Subscriber(load, i))
     if load.errors:
-        failed: dict[str, Any] = {"ok": False, "errors": dict(load.errors), "setup_s": setup_s}
-        if workers:
-            failed["subscribers_per_worker"] = [per_worker.get(pid, 0) for pid in workers]
-        return failed
+        return rig.failed(load)
     gc.collect()
     gc.freeze()
-    load.publisher = publisher
+    load.publisher = rig.publisher
     window = Window(server_pids(spec), spec.get("redis_pid"))
     load.sending = True
     load.pump()
@@ -804,38 +1156,11 @@ async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
     await asyncio.sleep(spec["duration"])
     d1, a1 = load.delivered, load.acked
     window.stop()
-    load.sending = False
-    load.wake_at = 1 << 62
-    if not await wait_until(lambda: not publisher.pending, lambda: load.acked + load.failed):
-        load.errors["publish unanswered"] += len(publisher.pending)
-    expected = load.acked * count
-    if not await wait_until(lambda: load.delivered >= expected, lambda: load.delivered):
-        pass  # counted per subscriber below
-    await asyncio.sleep(0.2)  # anything arriving now would be a duplicate or a stray
-    mask = bytes(load.ack_mask[: load.sent]).ljust(load.sent, b"\0")
-    missing = unacked = 0
-    for sub in subs:
-        if any(sub.seen[load.sent :]):
-            load.errors["delivery of a publish never sent"] += 1
-        got = bytes(sub.seen[: load.sent]).ljust(load.sent, b"\0")
-        if got != mask:
-            for want, have in zip(mask, got, strict=True):
-                if want and not have:
-                    missing += 1
-                elif have and not want:
-                    unacked += 1
-    if missing:
-        load.errors["missing delivery"] += missing
-    if unacked:
-        load.errors["delivery of an unacknowledged publish"] += unacked
-    load.publisher = None
-    for sub in subs:
-        sub.transport.disconnect()  # type: ignore[union-attr]
-    publisher.transport.disconnect()  # type: ignore[union-attr]
+    await drain_and_verify(load, rig)
     w = window.report()
-    if workers:
-        w["subscribers_per_worker"] = [per_worker.get(pid, 0) for pid in workers]
-        w["worker_cpu"] = [window.share_of(pid) for pid in workers]
+    if rig.workers:
+        w["subscribers_per_worker"] = [rig.per_worker.get(pid, 0) for pid in rig.workers]
+        w["worker_cpu"] = [window.share_of(pid) for pid in rig.workers]
     return {
         "ok": not load.errors and d1 > d0,
         "errors": dict(load.errors) or ({} if d1 > d0 else {"no delivery in the window": 1}),
@@ -843,8 +1168,215 @@ async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
         "deliveries_per_s": (d1 - d0) / w["seconds"],
         "publishes_per_s": (a1 - a0) / w["seconds"],
         "publishes_total": load.acked,
+        "channels": load.channels,
+        "patterns": int(spec.get("patterns") or 0),
         "decoded": load.decoded,
-        "setup_s": setup_s,
+        "setup_s": rig.setup_s,
+        **w,
+    }
+
+
+LATENCY_SUBSCRIBERS = 100  # open-loop fan-out: subscribers (evenly spaced) that record latencies
+
+
+class TimedSubscriber(Subscriber):
+    """A :class:`Subscriber` that also records, while ``load.measuring``, each new delivery's
+    latency from the scheduled send time of its publish (open loop, one channel)."""
+
+    __slots__ = ()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        now = _perf_ns()
+        load = self.load
+        before = load.delivered
+        Subscriber.on_ws_frame(self, transport, frame)
+        if load.delivered != before and load.measuring:  # a new, valid delivery
+            payload = frame.get_payload_as_bytes()
+            if len(payload) == self.size:  # the shape it was just checked by (or learned from)
+                seq = _unpack_seq(payload, self.seq_at)[0]
+            else:
+                seq = int.from_bytes(_unpackb(payload)["data"][:8], "big")
+            load.latencies.append(now - load.scheduled[seq])
+
+
+async def run_fanout_open(spec: dict[str, Any]) -> dict[str, Any]:
+    """Publish-to-delivery latency under an open-loop load of ``rate`` publishes/s (see module docstring)."""
+    count = spec["subscribers"]
+    rate = float(spec["rate"])
+    load = FanoutLoad(count, 1, spec["size"])
+    stride = max(1, count // LATENCY_SUBSCRIBERS)
+    rig = await fanout_rig(spec, load, lambda i: TimedSubscriber(load, i) if i % stride == 0 else Subscriber(load, i))
+    if load.errors:
+        return rig.failed(load)
+    gc.collect()
+    gc.freeze()
+    publisher = rig.publisher
+    load.publisher = publisher
+    load.wake_at = 1 << 62  # the pump never sends (load.sending stays False): the pacer does
+    backlog = max(8, int(rate * spec.get("max_backlog_s", 1.0)))  # publishes unacknowledged or undelivered
+
+    def send(at: int) -> bool:
+        if load.sent - load.acked - load.failed >= backlog or load.sent * count - load.delivered >= backlog * count:
+            return False
+        load.scheduled.append(at)
+        publisher.publish(load.sent)
+        load.sent += 1
+        return True
+
+    window = Window(server_pids(spec), spec.get("redis_pid"))
+    pacer = Pacer(rate, send, lambda: None)
+    pacing = asyncio.ensure_future(pacer.run())
+    await asyncio.sleep(spec["warmup"])
+    load.measuring = pacer.measuring = True  # latency: every delivery from now on, the drain's too
+    d0, a0 = load.delivered, load.acked
+    window.start()
+    await asyncio.sleep(spec["duration"])
+    d1, a1 = load.delivered, load.acked
+    window.stop()
+    pacer.measuring = False
+    pacer.running = False
+    await pacing
+    await drain_and_verify(load, rig)
+    load.measuring = False
+    w = window.report()
+    deliveries_per_s = (d1 - d0) / w["seconds"]
+    return {
+        "ok": not load.errors and d1 > d0,
+        "errors": dict(load.errors) or ({} if d1 > d0 else {"no delivery in the window": 1}),
+        "rate": rate,
+        "deliveries": d1 - d0,
+        "deliveries_per_s": deliveries_per_s,
+        "publishes_per_s": (a1 - a0) / w["seconds"],
+        "publishes_total": load.acked,
+        "latency_us": percentiles(load.latencies),
+        "timed_subscribers": len(range(0, count, stride)),
+        **open_loop_report(rate * count, deliveries_per_s, pacer),
+        "decoded": load.decoded,
+        "setup_s": rig.setup_s,
+        **w,
+    }
+
+
+# --------------------------------------------------------------------------- connection churn
+
+
+CHURN_TIMEOUT_S = 10.0  # a cycle (handshake, call, close) longer than this is an error
+
+
+class ChurnLoad:
+    """Shared state of a churn run."""
+
+    def __init__(self) -> None:
+        self.errors: Counter[str] = Counter()
+        self.sending = True
+        self.measuring = False
+        self.total = 0  # completed cycles in the run
+        self.completed = 0  # completed cycles in the window
+        self.latencies = array("q")
+
+
+class ChurnClient(WSListener):
+    """One short-lived connection: ``add(a, b)`` once, check the reply, close."""
+
+    def __init__(self, load: ChurnLoad, n: int) -> None:
+        super().__init__()
+        self.load = load
+        self.a = A_BASE + (n & 0x0FFFFFFF)
+        self.b = n % 100 + 1
+        self.call_id = f"{n:08x}"
+        self.replied = False
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        transport.send(_BINARY, msgpack.packb(request("add", [self.a, self.b], self.call_id)))
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is WSMsgType.CLOSE:  # the server's answer to ours: the cycle is over
+            transport.disconnect()
+            return
+        if frame.msg_type is not _BINARY:
+            if frame.msg_type not in _CONTROL:
+                self.load.errors["non-binary message"] += 1
+            return
+        try:
+            rpc = _unpackb(frame.get_payload_as_bytes())["rpc"]
+        except Exception:
+            self.load.errors["undecodable reply"] += 1
+            transport.disconnect()
+            return
+        if self.replied or rpc.get("call_id") != self.call_id:
+            self.load.errors["unknown or duplicate call_id"] += 1
+        elif rpc.get("error") is not None or rpc.get("response") != self.a + self.b:
+            self.load.errors["wrong reply"] += 1
+        else:
+            self.replied = True
+            transport.send_close(WSCloseCode.OK)  # the server answers and closes
+            return
+        transport.disconnect()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+async def churn_worker(load: ChurnLoad, url: str, first: int, step: int) -> None:
+    """Cycles (connect, one call, close) one after the other until ``load.sending`` is False."""
+    n = first
+    while load.sending:
+        started = _perf_ns()
+        try:
+            _, listener = await ws_connect(
+                partial(ChurnClient, load, n), url, extra_headers=HEADERS, websocket_handshake_timeout=CHURN_TIMEOUT_S
+            )
+        except Exception as exc:
+            load.errors[f"handshake failed: {type(exc).__name__}"] += 1
+            await asyncio.sleep(0.01)
+            n += step
+            continue
+        assert isinstance(listener, ChurnClient)
+        try:
+            await asyncio.wait_for(asyncio.shield(listener.closed), CHURN_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            load.errors["no close from the server" if listener.replied else "no reply"] += 1
+        if listener.replied and listener.closed.done():
+            load.total += 1
+            if load.measuring:
+                load.completed += 1
+                load.latencies.append(_perf_ns() - started)
+        elif listener.closed.done() and not load.errors:
+            load.errors["disconnected before the reply"] += 1
+        n += step
+
+
+async def run_churn(spec: dict[str, Any]) -> dict[str, Any]:
+    """Completed handshakes (connect, one call, close) per second (see module docstring)."""
+    url = f"ws://127.0.0.1:{spec['port']}/"
+    parallel = int(spec["parallel"])
+    check_nofile(parallel)
+    load = ChurnLoad()
+    gc.collect()
+    window = Window(server_pids(spec))
+    workers = [asyncio.ensure_future(churn_worker(load, url, i, parallel)) for i in range(parallel)]
+    await asyncio.sleep(spec["warmup"])
+    load.measuring = True
+    window.start()
+    await asyncio.sleep(spec["duration"])
+    done = load.completed
+    window.stop()
+    load.measuring = False
+    load.sending = False
+    _, late = await asyncio.wait(workers, timeout=2 * CHURN_TIMEOUT_S + 5)
+    if late:
+        load.errors["cycle never ended"] += len(late)
+    w = window.report()
+    return {
+        "ok": not load.errors and done > 0,
+        "errors": dict(load.errors) or ({} if done else {"no handshake completed in the window": 1}),
+        "parallel": parallel,
+        "handshakes": done,
+        "handshakes_per_s": done / w["seconds"],
+        "handshakes_total": load.total,
+        "latency_us": percentiles(load.latencies),
         **w,
     }
 
@@ -946,7 +1478,11 @@ async def run_memory(spec: dict[str, Any]) -> dict[str, Any]:
 SCENARIOS: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]] = {
     "rpc": run_rpc,
     "fanout": run_fanout,
+    "patterns": run_fanout,  # fan-out with spec["patterns"] non-matching patterns held
     "memory": run_memory,
+    "churn": run_churn,
+    "rpc-open": run_rpc_open,
+    "fanout-open": run_fanout_open,
 }
 
 
@@ -955,13 +1491,14 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     spec: dict[str, Any] = json.loads(args[0])
     signal.alarm(int(spec.get("timeout", 300)))  # stop by ourselves whatever happens
-    raise_nofile()
+    nofile = raise_nofile()
     result: dict[str, Any]
     try:
         result = uvloop.run(SCENARIOS[spec["scenario"]](spec))
     except Exception as exc:  # reported, not raised: the runner records a failed run
         result = {"ok": False, "errors": {f"{type(exc).__name__}: {exc}": 1}}
     result["loadgen_pid"] = os.getpid()
+    result["loadgen_nofile"] = nofile
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     os._exit(0)  # skip closing thousands of transports one by one

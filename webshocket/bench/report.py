@@ -2,7 +2,7 @@
 
 A run counts only when it passed every check of the load generator; the median of a
 server and scenario is over its passing runs, and a cell says so when some runs failed.
-Ratios compare ours (compiled) to webshocket 0.5.2 and to raw picows, figure by figure:
+Ratios compare ours (compiled) to webshocket 0.5.2, to raw picows and to Node ws, figure by figure:
 ``ours / other`` of the plain metric, so above 1 is better for rates and below 1 is
 better for latency and memory (the *better* column says which). The scale-out kinds
 (ours through Redis, 1 and 2 workers) are compared to single-process ours of the same
@@ -22,6 +22,7 @@ OURS = "ours"
 PURE = "ours-pure"
 THEIRS = "webshocket-0.5.2"
 RAW = "raw-picows"
+NODE = "node-ws"
 BASE = "baseline"
 BASE_PURE = "baseline-pure"
 REDIS1 = "ours-redis"
@@ -51,21 +52,38 @@ def bound(run: dict[str, Any]) -> str:
     return {(True, False): "loadgen", (False, True): "server", (True, True): "both"}.get((loadgen, server), "neither")
 
 
+RATES = ("calls_per_s", "deliveries_per_s", "publishes_per_s", "handshakes_per_s")
+COSTS = (
+    ("calls_per_s", "call"),
+    ("deliveries_per_s", "delivery"),
+    ("publishes_per_s", "publish"),
+    ("handshakes_per_s", "handshake"),
+)
+OPEN_LOOP = ("offered_per_s", "achieved_per_s", "achieved_ratio", "skipped")  # the open-loop scenarios
+
+
 def figures(run: dict[str, Any]) -> dict[str, float]:
-    """The metrics of one run, flat."""
+    """The metrics of one run, flat; ``server_us_per_<call|delivery|publish|handshake>``: the server's
+    CPU time (Redis's included) per unit of the rate."""
     out: dict[str, float] = {}
-    for key in ("calls_per_s", "deliveries_per_s", "publishes_per_s", "bytes_per_connection"):
+    for key in (*RATES, "bytes_per_connection", *OPEN_LOOP):
         if isinstance(run.get(key), (int, float)):
             out[key] = float(run[key])
     latency = run.get("latency_us") or {}
     for p in ("p50", "p90", "p99", "p99.9"):
         if p in latency:
             out[f"{p}_us"] = float(latency[p])
+    lag = run.get("send_lag_us") or {}
+    if "p99" in lag:
+        out["lag_p99_us"] = float(lag["p99"])
     for key in ("loadgen_cpu", "server_cpu", "redis_cpu"):
         if isinstance(run.get(key), (int, float)):
             out[key] = float(run[key])
-    if out.get("deliveries_per_s") and "server_cpu" in out:  # the server side's cost, Redis included
-        out["server_us_per_delivery"] = (out["server_cpu"] + out.get("redis_cpu", 0.0)) / out["deliveries_per_s"] * 1e6
+    if "server_cpu" in out:  # the server side's cost, Redis included
+        cpu = out["server_cpu"] + out.get("redis_cpu", 0.0)
+        for rate, unit in COSTS:
+            if out.get(rate):
+                out[f"server_us_per_{unit}"] = cpu / out[rate] * 1e6
     return out
 
 
@@ -129,6 +147,7 @@ def ratios(data: dict[str, Any]) -> list[dict[str, Any]]:
             for name, mine, other in (
                 ("ours/0.5.2", ours, THEIRS),
                 ("ours/raw", ours, RAW),
+                ("ours/node", ours, NODE),
                 ("pure/0.5.2", pure, THEIRS),
             ):
                 theirs = median_of(summary, other, key, metric)
@@ -239,13 +258,14 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         "ours / other, medians; above 1 is better for rates, below 1 for latency and memory.",
         "",
-        "| scenario | metric | ours / 0.5.2 | ours / raw picows | pure / 0.5.2 | better |",
-        "|---|---|---:|---:|---:|---|",
+        "| scenario | metric | ours / 0.5.2 | ours / raw picows | ours / Node ws | pure / 0.5.2 | better |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
     for row in data["ratios"]:
         lines.append(
             f"| {row['label']} | {row['metric_label']} | **{fmt_ratio(row['ours/0.5.2'])}** | "
-            f"{fmt_ratio(row['ours/raw'])} | {fmt_ratio(row['pure/0.5.2'])} | {row['better']} |"
+            f"{fmt_ratio(row['ours/raw'])} | {fmt_ratio(row['ours/node'])} | {fmt_ratio(row['pure/0.5.2'])} | "
+            f"{row['better']} |"
         )
     if any(row["ours/base"] is not None or row["pure/base-pure"] is not None for row in data["ratios"]):
         lines += [
@@ -362,6 +382,7 @@ COLORS = {
     PURE: "#9ecae1",
     THEIRS: "#d62728",
     RAW: "#7f7f7f",
+    NODE: "#ff7f0e",
 }
 
 
@@ -433,7 +454,8 @@ def summary_text(data: dict[str, Any]) -> str:
     for row in data["ratios"]:
         lines.append(
             f"  {row['label']:<42} {row['metric_label']:<24} vs 0.5.2 {fmt_ratio(row['ours/0.5.2']):>8}"
-            f"   vs raw {fmt_ratio(row['ours/raw']):>8}   ({row['better']} is better)"
+            f"   vs raw {fmt_ratio(row['ours/raw']):>8}   vs node {fmt_ratio(row['ours/node']):>8}"
+            f"   ({row['better']} is better)"
         )
         if row["ours/base"] is not None or row["pure/base-pure"] is not None:
             lines.append(

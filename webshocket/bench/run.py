@@ -18,7 +18,14 @@ compiled and pure, raw picows, ours with recovery, ours + Redis (with ``redis-se
 ``redis`` extra). Two need more: ``052`` needs a virtualenv holding webshocket 0.5.2 (``--venv-052
 PATH``; a clone builds one by itself, :mod:`.venv052`) and ``base``/``base-pure`` another source
 tree (``--baseline DIR``). Selecting one without what it needs is one line on stderr saying how to
-enable it, and exit status 2.
+enable it, and exit status 2. So does ``node``, a Node.js server on ``ws`` (:mod:`.nodews`), without
+node or its packages (``npm ci --prefix benchmarks`` in a clone, or ``--node-modules DIR``); in the
+default server list it is left out with a note instead.
+
+Cost curves (issue 17): ``--curves`` runs the points of :mod:`.curves` instead of the default
+scenarios (fan-out vs subscribers, vs channels, vs non-matching patterns; connection churn;
+open-loop latency at shares of each server's closed-loop peak, measured earlier in the same run;
+memory), the same way, and writes ``curves.json``, ``curves.md`` and ``curves-<curve>.png``.
 
 Scale-out (issue #6): ``ours-redis`` (one process publishing through a Redis backplane)
 and ``ours-2w-redis`` (two worker processes sharing the port through ``SO_REUSEPORT``,
@@ -47,7 +54,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import procs, report
+from . import nodews, procs, report
 
 HERE = Path(__file__).resolve().parent
 SERVERS_DIR = HERE / "servers"
@@ -68,6 +75,12 @@ class Unavailable(Exception):
 # --------------------------------------------------------------------------- what is compared
 
 
+#: scenario kinds every server runs (each peer answers add, subscribe, publish and count), and ours'
+#: (the patterns curve: glob patterns are ours only)
+PEER_KINDS = ("rpc", "fanout", "memory", "churn", "rpc-open", "fanout-open")
+OURS_KINDS = (*PEER_KINDS, "patterns")
+
+
 @dataclass(frozen=True)
 class ServerKind:
     """One implementation under test."""
@@ -80,16 +93,17 @@ class ServerKind:
     compiled: bool = False  # ours, every compiled module must be loaded
     workers: int = 1  # worker processes sharing the port (serve_workers when above 1)
     redis: bool = False  # served through a Redis backplane (the runner's redis-server)
-    kinds: tuple[str, ...] = ("rpc", "fanout", "memory")  # scenario kinds it runs
+    kinds: tuple[str, ...] = PEER_KINDS  # scenario kinds it runs
     baseline: bool = False  # ours from the source tree given by --baseline (a before/after comparison)
     recovery: bool = False  # ours with recovery=True (channel history, sessions)
+    node: bool = False  # the Node.js ws server (node_ws.mjs, run by node: see nodews)
 
 
 SCALE_OUT_KINDS = ("fanout",)
 SERVERS: dict[str, ServerKind] = {
     s.key: s
     for s in (
-        ServerKind("ours", "ours (compiled)", "webshocket_app.py", compiled=True),
+        ServerKind("ours", "ours (compiled)", "webshocket_app.py", compiled=True, kinds=OURS_KINDS),
         ServerKind(
             "ours-redis",
             "ours, 1 worker + Redis",
@@ -107,7 +121,7 @@ SERVERS: dict[str, ServerKind] = {
             redis=True,
             kinds=SCALE_OUT_KINDS,
         ),
-        ServerKind("ours-pure", "ours (pure Python)", "webshocket_app.py", pure=True),
+        ServerKind("ours-pure", "ours (pure Python)", "webshocket_app.py", pure=True, kinds=OURS_KINDS),
         ServerKind(
             "ours-recovery",
             "ours, recovery on",
@@ -125,10 +139,15 @@ SERVERS: dict[str, ServerKind] = {
             recovery=True,
             kinds=SCALE_OUT_KINDS,
         ),
-        ServerKind("baseline", "baseline (compiled)", "webshocket_app.py", compiled=True, baseline=True),
-        ServerKind("baseline-pure", "baseline (pure Python)", "webshocket_app.py", pure=True, baseline=True),
+        ServerKind(
+            "baseline", "baseline (compiled)", "webshocket_app.py", compiled=True, baseline=True, kinds=OURS_KINDS
+        ),
+        ServerKind(
+            "baseline-pure", "baseline (pure Python)", "webshocket_app.py", pure=True, baseline=True, kinds=OURS_KINDS
+        ),
         ServerKind("webshocket-0.5.2", "webshocket 0.5.2", "webshocket_app.py", venv=True),
         ServerKind("raw-picows", "raw picows", "raw_picows.py"),
+        ServerKind("node-ws", "Node ws", "node_ws.mjs", node=True),
     )
 }
 ALIASES = {
@@ -149,30 +168,53 @@ ALIASES = {
     "ours-redis-recovery": "ours-redis-recovery",
     "raw": "raw-picows",
     "raw-picows": "raw-picows",
+    "node": "node-ws",
+    "ws": "node-ws",
+    "node-ws": "node-ws",
     "base": "baseline",
     "baseline": "baseline",
     "base-pure": "baseline-pure",
     "baseline-pure": "baseline-pure",
 }
-ALL_SERVERS = "ours,redis,2w-redis,pure,052,raw"
+ALL_SERVERS = "ours,redis,2w-redis,pure,052,raw,node"
 INSTALLED_SERVERS = "ours,redis,2w-redis,pure,raw"  # the default of an installed package (052 with --venv-052)
 
 
-def default_servers(venv_052: Path | None) -> str:
-    """The servers run when ``--servers`` is not given (and what ``all`` means)."""
+def default_servers(venv_052: Path | None, node_modules: Path | None = None) -> str:
+    """The servers run when ``--servers`` is not given (and what ``all`` means; node is left out with a
+    note when it cannot run)."""
     if procs.SOURCE_TREE is not None or venv_052 is not None:
         return ALL_SERVERS
-    return INSTALLED_SERVERS
+    return INSTALLED_SERVERS + (",node" if node_modules is not None else "")
 
 
 @dataclass
 class Scenario:
-    """One measurement; ``params`` go to the load generator."""
+    """One measurement; ``params`` go to the load generator.
+
+    The points of the cost curves (``--curves``, :mod:`.curves`) also say which ``curve`` they
+    belong to and their ``x``; an open-loop point is offered ``fraction`` of the peak of the
+    closed-loop scenario ``base`` for the same server; ``server_options`` go to the server script.
+    """
 
     key: str
     label: str
-    kind: str  # rpc | fanout | memory
+    kind: str  # rpc | fanout | memory | patterns | churn | rpc-open | fanout-open (the load generator's scenario)
     params: dict[str, Any] = field(default_factory=dict)
+    curve: str = ""
+    x: float = 0.0
+    base: str = ""
+    fraction: float = 0.0
+    server_options: tuple[str, ...] = ()
+
+    def meta(self) -> dict[str, Any]:
+        """What ``e2e.json``/``curves.json`` record of it."""
+        out = {"label": self.label, "kind": self.kind, **self.params}
+        if self.curve:
+            out.update(curve=self.curve, x=self.x)
+        if self.base:
+            out.update(base=self.base, fraction=self.fraction)
+        return out
 
 
 def scenarios(subscribers: list[int], idle: int, sizes: tuple[int, ...] = (64, 1024)) -> list[Scenario]:
@@ -196,6 +238,35 @@ def scenarios(subscribers: list[int], idle: int, sizes: tuple[int, ...] = (64, 1
     return out
 
 
+def curve_plan(args: argparse.Namespace) -> list[Scenario]:
+    """The points of the cost curves (``--curves``), from the counts on the command line."""
+    from . import curves
+
+    return curves.scenarios(
+        args.subscriber_counts,
+        args.channel_counts,
+        args.subscriptions,
+        args.pattern_counts,
+        args.parallel_counts,
+        args.load_percents,
+        args.idle,
+    )
+
+
+def open_loop_rate(
+    scenario: Scenario, kind: ServerKind, runs: list[dict[str, Any]], plan: list[Scenario]
+) -> dict[str, Any] | None:
+    """For an open-loop point: ``kind``'s peak so far (the median of its passing ``scenario.base``
+    runs), the scenario it came from and the ``rate`` offered (None without a peak); None otherwise."""
+    if not scenario.base:
+        return None
+    from . import curves
+
+    base = next(s for s in plan if s.key == scenario.base)
+    peak = curves.peak(runs, kind.key, base)
+    return {"peak": peak, "peak_of": base.key, "rate": peak * scenario.fraction if peak else None}
+
+
 def runs_scenario(kind: ServerKind, scenario: Scenario) -> bool:
     """True when ``kind`` is measured on ``scenario`` (the scale-out kinds: fan-out only)."""
     return scenario.kind in kind.kinds
@@ -203,10 +274,11 @@ def runs_scenario(kind: ServerKind, scenario: Scenario) -> bool:
 
 def loadgen_timeout(scenario: Scenario, warmup: float, duration: float) -> float:
     """Seconds the load generator may take before it stops itself (generous: slow servers too)."""
-    if scenario.kind == "rpc":
+    if scenario.kind in ("rpc", "rpc-open", "churn"):
         return warmup + duration + 60
-    if scenario.kind == "fanout":
-        return warmup + duration + 90 + float(scenario.params["subscribers"]) * 0.05
+    if scenario.kind in ("fanout", "patterns", "fanout-open"):
+        held = float(scenario.params.get("patterns", 0)) * 0.002
+        return warmup + duration + 90 + float(scenario.params["subscribers"]) * 0.05 + held
     return 90 + float(scenario.params["idle"]) * 0.02
 
 
@@ -217,6 +289,9 @@ def server_command(
     kind: ServerKind, venv_python: Path | None, redis_url: str | None = None, baseline: Path | None = None
 ) -> tuple[list[str], dict[str, str]]:
     """Interpreter + script (+ scale-out options), and the environment, for ``kind``."""
+    if kind.node:
+        assert node_ws is not None
+        return node_ws.command(SERVERS_DIR / kind.script)
     script = str(SERVERS_DIR / kind.script)
     if kind.venv:
         from . import venv052
@@ -243,6 +318,9 @@ def server_command(
 
 def check_server(kind: ServerKind, info: dict[str, Any]) -> str | None:
     """Why the server that said ``info`` is not the implementation wanted (None if it is)."""
+    if kind.node:  # not Python: no uvloop, no compiled modules
+        assert node_ws is not None
+        return node_ws.problem(info)
     if not info.get("uvloop"):
         return "server is not running on uvloop"
     speedups = info.get("speedups") or {}
@@ -266,6 +344,7 @@ def check_server(kind: ServerKind, info: dict[str, Any]) -> str | None:
 
 
 baseline_tree: Path | None = None  # --baseline
+node_ws: nodews.NodeWs | None = None  # node and the packages of the server node-ws, when selected
 
 
 def our_version() -> str:
@@ -282,16 +361,19 @@ def run_one(
     args: argparse.Namespace,
     venv_python: Path | None,
     redis: procs.Redis | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One server process, one load generator run; the record of the run."""
+    """One server process, one load generator run; the record of the run (``extra`` goes to the
+    load generator's spec and into the record: the rate of an open-loop point)."""
     started = time.perf_counter()
-    record: dict[str, Any] = {"server": kind.key, "scenario": scenario.key}
+    record: dict[str, Any] = {"server": kind.key, "scenario": scenario.key, **(extra or {})}
     if kind.redis and (redis is None or redis.process.poll() is not None):
         record.update(ok=False, errors={"redis-server is not running": 1})
         return record
     argv, env = server_command(
         kind, venv_python, redis.url if redis is not None and kind.redis else None, args.baseline
     )
+    argv += scenario.server_options
     port = procs.free_port()
     try:
         server = procs.start_server(argv, port, env=env, cpu=args.server_cpu)
@@ -314,6 +396,7 @@ def run_one(
             "warmup": args.warmup,
             "settle": args.settle,
             "timeout": timeout,
+            **(extra or {}),
         }
         if kind.redis:
             workers = [int(w["pid"]) for w in server.info["workers"]]
@@ -340,7 +423,9 @@ def scale_out_notes(
     """What the report says about the scale-out kinds: what they skip, where they ran."""
     labels = "The Redis kinds (" + "; ".join(k.label for k in kinds if k.redis) + ")"
     names = {"rpc": "RPC", "fanout": "fan-out", "memory": "memory"}
-    skipped = list(dict.fromkeys(names[s.kind] for s in plan for k in kinds if k.redis and not runs_scenario(k, s)))
+    skipped = list(
+        dict.fromkeys(names.get(s.kind, s.kind) for s in plan for k in kinds if k.redis and not runs_scenario(k, s))
+    )
     notes = []
     if skipped:
         notes.append(
@@ -467,8 +552,26 @@ servers (--servers, comma list):
   recovery         ours with recovery=True (fan-out and memory); redis-recovery: the same through Redis
   052              PyPI webshocket 0.5.2, in a virtualenv of its own: --venv-052 PATH (a clone builds it)
   base, base-pure  another source tree of webshocket, compiled / pure: --baseline DIR
-  all              the default: ours,redis,2w-redis,pure,052,raw (installed package without --venv-052:
-                   ours,redis,2w-redis,pure,raw)
+  node             a Node.js server on ws (with bufferutil; msgpackr): needs node and its packages,
+                   'npm ci --prefix benchmarks' in a clone, or --node-modules DIR
+  all              the default: ours,redis,2w-redis,pure,052,raw,node (installed package without --venv-052:
+                   ours,redis,2w-redis,pure,raw, and node with --node-modules)
+
+curves (--curves, issue 17; each point a scenario, medians of --repeat runs like the others):
+  fanout-<n>x64            fan-out deliveries/s and server CPU per delivery vs subscribers (--subscribers:
+                           1000,5000,19000; the most a 20,000 file descriptor limit allows)
+  channels-<c>x<n>         the same vs channels at --subscriptions in all (--channels 1,100,10000), the
+                           publisher round-robin over them, every subscriber checking its own channel
+  patterns-<n>             server CPU per publish vs non-matching glob patterns held by one connection
+                           (--patterns 0,1000,100000), 100 subscribers; ours and pure only
+  churn-<n>                handshakes/s (connect, one add, close) and server CPU per handshake vs
+                           connections cycling in parallel (--parallel 1,8,32)
+  rpc-open-<pct>           open-loop latency p50/p99/p99.9 at --loads 50,90 % of each server's peak, taken
+  fanout-open-<n>-<pct>    from its closed-loop rpc-50x16 / fanout-<n>x64 runs of the same suite run (run
+                           first, and added when --scenarios leaves them out); achieved vs offered rate
+  memory-<n>               RSS per idle connection at --idle (19000) connections
+  default servers: all but the Redis kinds. Outputs: curves.json, curves.md (a table per curve),
+  curves-<curve>.png (one chart per curve) in --out.
 
 outputs: e2e.json (every run, medians, ratios, machine), e2e.md (tables), e2e.png (chart; needs
 matplotlib: pip install matplotlib) in --out; the ratios of ours to the others are printed.
@@ -497,22 +600,38 @@ def parse_args(argv: list[str] | None, prog: str = "webshocket bench") -> argpar
     )
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 s runs, 1 repeat, small counts (~1 min)")
     parser.add_argument(
+        "--curves",
+        action="store_true",
+        help="run the cost curves (below) instead of the default scenarios; writes curves.json, curves.md, "
+        "curves-<curve>.png",
+    )
+    parser.add_argument("--channels", help="curves: channel counts (1,100,10000; quick: 1,10,100)")
+    parser.add_argument(
+        "--subscriptions", type=int, help="curves: subscriptions in all, over the channels (10000; quick: 100)"
+    )
+    parser.add_argument("--patterns", help="curves: non-matching patterns (0,1000,100000; quick: 0,100,1000)")
+    parser.add_argument("--parallel", help="curves: connections cycling in parallel, churn (1,8,32; quick: 1,4)")
+    parser.add_argument("--loads", help="curves: open-loop loads, %% of each server's closed-loop peak (50,90)")
+    parser.add_argument(
         "--servers",
         default=None,
         help="comma list of server kinds (below); default: all (the Redis kinds are left out with a note "
-        "when redis-server or the redis client is missing)",
+        "when redis-server or the redis client is missing, node when node or its packages are)",
     )
     parser.add_argument(
         "--scenarios",
         default="",
         help="comma list of scenario keys or prefixes: rpc-1x64, rpc-50x16, fanout-<subscribers>x<bytes>, "
-        "memory-<idle>; e.g. 'rpc,fanout-1000' (default: all)",
+        "memory-<idle>; e.g. 'rpc,fanout-1000' (default: all); with --curves the keys below",
     )
     parser.add_argument("--repeat", type=int, help="runs per server and scenario; medians reported (3; quick: 1)")
     parser.add_argument("--duration", type=float, help="measurement window per run, seconds (5; quick: 1)")
     parser.add_argument("--warmup", type=float, help="load before the window, seconds (1; quick: 0.3)")
-    parser.add_argument("--subscribers", help="fan-out subscriber counts, comma list (1000,5000; quick: 100,500)")
-    parser.add_argument("--idle", type=int, help="idle connections of the memory scenario (10000; quick: 1000)")
+    parser.add_argument(
+        "--subscribers",
+        help="fan-out subscriber counts, comma list (1000,5000; curves: 1000,5000,19000; quick: 100,500)",
+    )
+    parser.add_argument("--idle", type=int, help="idle connections of the memory scenario (19000; quick: 1000)")
     parser.add_argument("--settle", type=float, help="pause before each RSS reading, seconds (1; quick: 0.3)")
     parser.add_argument(
         "--out",
@@ -539,6 +658,13 @@ def parse_args(argv: list[str] | None, prog: str = "webshocket bench") -> argpar
         help="another source tree of webshocket (e.g. a git worktree of an earlier commit, extensions built "
         "in place) measured beside this one as the servers 'base' and 'base-pure': before/after in one run",
     )
+    parser.add_argument(
+        "--node-modules",
+        type=Path,
+        metavar="DIR",
+        help=f"the node_modules directory (ws, bufferutil, msgpackr) of the server node (default: ${nodews.ENV}, "
+        f"else benchmarks/node_modules of a clone, made by '{nodews.INSTALL}')",
+    )
     args = parser.parse_args(argv)
     args.prog = prog
     quick = args.quick
@@ -546,8 +672,13 @@ def parse_args(argv: list[str] | None, prog: str = "webshocket bench") -> argpar
         "repeat": 1 if quick else 3,
         "duration": 1.0 if quick else 5.0,
         "warmup": 0.3 if quick else 1.0,
-        "subscribers": "100,500" if quick else "1000,5000",
-        "idle": 1000 if quick else 10000,
+        "subscribers": "100,500" if quick else "1000,5000,19000" if args.curves else "1000,5000",
+        "idle": 1000 if quick else 19000,
+        "channels": "1,10,100" if quick else "1,100,10000",
+        "subscriptions": 100 if quick else 10000,
+        "patterns": "0,100,1000" if quick else "0,1000,100000",
+        "parallel": "1,4" if quick else "1,8,32",
+        "loads": "50,90",
         "settle": 0.3 if quick else 1.0,
     }
     for name, value in defaults.items():
@@ -555,11 +686,16 @@ def parse_args(argv: list[str] | None, prog: str = "webshocket bench") -> argpar
             setattr(args, name, value)
     if args.out is None:
         args.out = default_out()
-    every = default_servers(args.venv_052)
+    every = default_servers(args.venv_052, args.node_modules or nodews.default_modules())
+    named = args.servers  # None: the default list
     if args.servers is None:
-        args.servers = every
+        args.servers = every if not args.curves else ",".join(n for n in every.split(",") if "redis" not in n)
     try:
         args.subscriber_counts = [int(x) for x in str(args.subscribers).split(",") if x.strip()]
+        args.channel_counts, args.pattern_counts, args.parallel_counts, args.load_percents = (
+            [int(x) for x in str(text).split(",") if x.strip()]
+            for text in (args.channels, args.patterns, args.parallel, args.loads)
+        )
         names = [x.strip().lower() for x in args.servers.split(",") if x.strip()]
         names = [n for name in names for n in (every.split(",") if name == "all" else [name])]
         keys = [ALIASES[name] for name in names]
@@ -568,6 +704,14 @@ def parse_args(argv: list[str] | None, prog: str = "webshocket bench") -> argpar
     args.server_keys = list(dict.fromkeys(keys))
     if args.repeat < 1 or args.duration <= 0 or args.warmup < 0 or args.idle < 1:
         parser.error("--repeat, --duration and --idle must be positive, --warmup not negative")
+    if args.curves:
+        counts = [*args.subscriber_counts, *args.channel_counts, *args.parallel_counts, *args.load_percents]
+        if not all(args.subscriber_counts and args.channel_counts and args.parallel_counts and args.load_percents):
+            parser.error("--subscribers, --channels, --parallel and --loads need at least one value each")
+        if min(counts) < 1 or min(args.pattern_counts, default=0) < 0 or args.subscriptions < 1:
+            parser.error("curve counts must be positive (patterns: not negative)")
+        if any(args.subscriptions % c for c in args.channel_counts):
+            parser.error(f"--subscriptions {args.subscriptions} must be a multiple of every --channels count")
     if any(SERVERS[k].baseline for k in args.server_keys) and args.baseline is None:
         raise Unavailable(
             "the servers base and base-pure need --baseline DIR: another source tree of webshocket "
@@ -589,6 +733,15 @@ def parse_args(argv: list[str] | None, prog: str = "webshocket bench") -> argpar
             )  # an installed package: says how to make it
         except venv052.Unavailable as exc:
             raise Unavailable(str(exc)) from None
+    args.node_missing = None  # why node, in the default list, is left out
+    if "node-ws" in args.server_keys:
+        global node_ws
+        try:
+            node_ws = nodews.locate(args.node_modules)
+        except nodews.Unavailable as exc:
+            if named is not None and any(ALIASES.get(n.strip().lower()) == "node-ws" for n in named.split(",")):
+                raise Unavailable(str(exc)) from None
+            args.node_missing = str(exc)
     return args
 
 
@@ -601,13 +754,16 @@ def main(argv: list[str] | None = None, prog: str = "webshocket bench") -> int:
     why_not = None if args.no_pin else procs.pinning_available()
     if args.no_pin or why_not:
         args.server_cpu = args.loadgen_cpu = None
-    plan = scenarios(args.subscriber_counts, args.idle)
+    every_scenario = curve_plan(args) if args.curves else scenarios(args.subscriber_counts, args.idle)
+    plan = every_scenario
     if args.scenarios:
         wanted = [w.strip() for w in args.scenarios.split(",") if w.strip()]
         plan = [s for s in plan if any(s.key == w or s.key.startswith(w) for w in wanted)]
         if not plan:
             sys.stderr.write(f"no scenario matches {args.scenarios!r}\n")
             return 2
+        bases = {s.base for s in plan if s.base}  # the closed-loop runs the open-loop points take their peak from
+        plan = [s for s in every_scenario if s in plan or s.key in bases]
     kinds = [SERVERS[k] for k in SERVERS if k in args.server_keys]  # columns in a fixed order: scale-out next to ours
     notes: list[str] = []
     if why_not:
@@ -618,6 +774,12 @@ def main(argv: list[str] | None = None, prog: str = "webshocket bench") -> int:
             notes.append(f"scale-out kinds (ours + Redis) left out: {missing}")
             sys.stderr.write(notes[-1] + "\n")
             kinds = [k for k in kinds if not k.redis]
+    if args.node_missing:
+        notes.append(f"Node ws left out: {args.node_missing}")
+        sys.stderr.write(notes[-1] + "\n")
+        kinds = [k for k in kinds if not k.node]
+    elif node_ws is not None and any(k.node for k in kinds):
+        notes.append(f"Node ws: {node_ws.describe()}")
     if not kinds:
         sys.stderr.write("no server left to run\n")
         return 2
@@ -669,7 +831,12 @@ def main(argv: list[str] | None = None, prog: str = "webshocket bench") -> int:
                     if not runs_scenario(kind, scenario):
                         continue
                     progress.show(f"{kind.key} {scenario.key} #{repeat + 1}")
-                    record = run_one(kind, scenario, args, venv_python, redis)
+                    extra = open_loop_rate(scenario, kind, runs, plan)
+                    if extra is not None and extra["rate"] is None:
+                        problem = f"no peak: no passing {scenario.base} run of this server before it"
+                        record = {"server": kind.key, "scenario": scenario.key, "ok": False, "errors": {problem: 1}}
+                    else:
+                        record = run_one(kind, scenario, args, venv_python, redis, extra)
                     record["repeat"] = repeat
                     runs.append(record)
                     status = "ok" if record.get("ok") else "FAILED"
@@ -699,14 +866,19 @@ def main(argv: list[str] | None = None, prog: str = "webshocket bench") -> int:
                 "quick": args.quick,
             },
             "servers": {k.key: k.label for k in kinds},
-            "scenarios": {s.key: {"label": s.label, "kind": s.kind, **s.params} for s in plan},
+            "scenarios": {s.key: s.meta() for s in plan},
             "server_kinds": {k.key: list(k.kinds) for k in kinds},
             "redis": redis_meta,
             "notes": notes,
         },
         "runs": runs,
     }
-    report.finish(data, args.out, chart=not args.no_chart)
+    if args.curves:
+        from . import curves
+
+        curves.finish(data, args.out, chart=not args.no_chart)
+    else:
+        report.finish(data, args.out, chart=not args.no_chart)
     failed = [r for r in runs if not r.get("ok")]
     if failed:
         sys.stderr.write(f"{len(failed)} of {len(runs)} runs FAILED:\n")

@@ -4,7 +4,8 @@ The floor a framework on picows can approach: one listener per connection, msgpa
 of each request, msgpack encode of each reply and one ``transport.send`` per reply; a
 publish is encoded once (one ``packb``) and the same bytes are sent to every subscriber.
 Replies are byte-compatible with docs/protocol.md (same keys, same order). No fragmentation,
-no JSON dialect, no error handling beyond "unknown method": not a server, a yardstick.
+no JSON dialect, no error handling beyond "unknown method": not a server, a yardstick. A close
+frame is answered with one and the connection closed (the churn scenario waits for that).
 
 Usage: ``python raw_picows.py PORT``; prints ``READY PORT {json info}`` once accepting and
 exits when its stdin closes or on SIGTERM. Methods: ``add``, ``subscribe``, ``publish``,
@@ -33,6 +34,7 @@ else:  # run as a script, as the runner does (also by the 0.5.2 venv's python): 
 SUBPROTOCOL = "webshocket.v1"
 _BINARY = WSMsgType.BINARY
 _TEXT = WSMsgType.TEXT
+_CLOSE = WSMsgType.CLOSE
 _packb = msgpack.packb
 _unpackb = msgpack.unpackb
 
@@ -86,6 +88,9 @@ class RawListener(WSListener):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type is not _BINARY and frame.msg_type is not _TEXT:
+            if frame.msg_type is _CLOSE:  # answer the client's close frame, then close (RFC 6455 5.5.1)
+                transport.send_close(frame.get_close_code())
+                transport.disconnect()
             return
         try:
             packet = _unpackb(frame.get_payload_as_bytes())

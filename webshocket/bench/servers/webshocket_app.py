@@ -6,13 +6,16 @@ python of the suite's virtualenv). It must import nothing of this package but ``
 itself and ``common.py`` beside it (standard library only), so it runs unchanged in the 0.5.2
 virtualenv.
 
-Usage: ``python webshocket_app.py [--workers N] [--backplane redis://HOST:PORT/DB] PORT``.
+Usage: ``python webshocket_app.py [--workers N] [--backplane redis://HOST:PORT/DB] [--recovery]
+[--max-subscriptions N] PORT``.
 Serves on 127.0.0.1:PORT on uvloop, prints ``READY PORT {json info}`` once accepting, and
 exits when its stdin closes or on SIGTERM. The options are the scale-out kinds of the suite
 (ours only): ``--backplane`` serves :class:`ScaleOutHandler` with that backplane, ``--workers``
 above 1 forks that many worker processes sharing the port (:func:`webshocket.workers.serve_workers`,
 ``SO_REUSEPORT``); the parent prints ``READY`` once every worker accepts, with the workers' pids
 in ``info["workers"]``, and stops (SIGTERM: the workers shut down and are reaped) when its stdin closes.
+``--max-subscriptions N`` sets ``max_subscribed_channels`` (0: no limit; ours only): the patterns
+scenario subscribes one connection to up to 100,000 patterns.
 
 RPC methods (the wire names; the Python names differ so they do not shadow the handler's
 own ``publish``/``subscribe``):
@@ -101,11 +104,15 @@ def base_info() -> dict[str, Any]:
     }
 
 
-async def main(port: int, backplane: str | None = None, recovery: bool = False) -> None:
+async def main(
+    port: int, backplane: str | None = None, recovery: bool = False, max_subscriptions: int | None = None
+) -> None:
     """Serve in this process until stdin closes (through ``backplane`` when given; with channel
-    history and sessions when ``recovery``)."""
+    history and sessions when ``recovery``; ``max_subscribed_channels=max_subscriptions`` when given)."""
     loop = asyncio.get_running_loop()
     extra: dict[str, Any] = {"recovery": True} if recovery else {}  # an option 0.5.2 does not have
+    if max_subscriptions is not None:
+        extra["max_subscribed_channels"] = max_subscriptions
     server: WebSocketServer[Any]
     if backplane:
         server = WebSocketServer("127.0.0.1", port, clientHandler=ScaleOutHandler, backplane=backplane, **extra)
@@ -113,6 +120,8 @@ async def main(port: int, backplane: str | None = None, recovery: bool = False) 
         server = WebSocketServer("127.0.0.1", port, clientHandler=BenchHandler, **extra)
     await server.start()
     info = {**base_info(), "uvloop": isinstance(loop, uvloop.Loop), "recovery": recovery}
+    if max_subscriptions is not None:
+        info["max_subscriptions"] = max_subscriptions
     if backplane:
         info["backplane"] = backplane
         info["workers"] = [{"pid": os.getpid(), "uvloop": info["uvloop"]}]
@@ -165,11 +174,12 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--backplane", default=None)
     parser.add_argument("--recovery", action="store_true")
+    parser.add_argument("--max-subscriptions", type=int, default=None)
     options = parser.parse_args()
     raise_nofile()
     if options.workers > 1:
         serve_workers_until_stopped(options.port, options.workers, options.backplane)
     else:
-        uvloop.run(main(options.port, options.backplane, options.recovery))
+        uvloop.run(main(options.port, options.backplane, options.recovery, options.max_subscriptions))
     sys.stdout.flush()
     os._exit(0)  # no graceful close of thousands of connections: the benchmark is over
