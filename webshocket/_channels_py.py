@@ -17,11 +17,15 @@ name instead of a trie, so a publish finds it with one lookup (and only that loo
 no pattern is filed in a trie). A pattern reached in a trie is tested on the channel's
 length and its other literal end, then (unless only ``?`` and ``*`` lie between its
 literal ends) by the regex of ``fnmatch.translate``. Results are kept in a bounded cache
-(channel -> matching patterns), dropped whenever the set of patterns changes. Two
-constant-factor choices differ from the compiled twin, because a trie walk in Python
-costs far more than in C: every walked result is cached (the compiled twin only caches costly ones), and a
-channel whose first character starts no prefix key and whose last character ends no
-suffix key is answered before any walk.
+(channel -> matching patterns), dropped whenever the set of patterns changes.
+
+Two constant-factor choices differ from the compiled twin, because in Python every
+operation of a walk costs far more than in C (a dict lookup, or a ``str`` slice, costs
+half or more of a ``subscribers`` call with no patterns): every walked result is cached (the
+compiled twin only caches costly ones), and a walk reads the channel only at the nodes
+(one dict lookup per node, never per character of an edge label) and checks the labels
+it skipped only where patterns are filed, by comparing that node's whole key with the
+channel (the compiled twin compares each label as it goes).
 
 Trie nodes keep their children in dicts keyed by character. ``matching_patterns``
 returns patterns in the order of ``ChannelIndex.patterns`` (creation order).
@@ -271,7 +275,8 @@ class _Glob:
 # of single-child nodes is one node. Entries hang on the node where their key ends.
 # A walk steps from node to node by key characters alone and checks the labels it
 # skipped at a node that has entries, by comparing that node's whole ``key`` with the
-# channel: when that fails, so would every deeper node's.
+# channel: when that fails, so would every deeper node's. (Comparing each label on the
+# way, with ``str.startswith``, costs about two node steps per label: more than it saves.)
 
 
 class _Node:
@@ -433,35 +438,12 @@ class ChannelIndex:
 
     def matching_patterns(self, channel: str) -> tuple[str, ...]:
         """The subscribed patterns that match ``channel``."""
+        if self._walked:  # (as in subscribers: a cache hit needs no type check)
+            matched = self._cache.get(channel)
+            return matched if matched is not None else self._match(channel)
         if type(channel) is not str and not isinstance(channel, str):
             raise TypeError(f"channel names must be str, got {type(channel).__name__}")
-        if not self._compiled:
-            return ()
-        if not self._walked:  # one-name patterns only (literal subscriptions): one lookup, no walk
-            return self._named.get(channel, ())
-        cache = self._cache
-        if cache:
-            cached = cache.get(channel)
-            if cached is not None:
-                return cached
-        if self._nowhere(channel):
-            return ()
-        return self._match(channel, cache)
-
-    def _nowhere(self, channel: str) -> bool:
-        """The first step of both walks already fails: no pattern can match (the walks' own
-        first step, taken before paying for a walk; in Python a walk costs more than in C)."""
-        prefix = self._prefix
-        if prefix.entries is not None or not channel:
-            return False
-        kids = prefix.kids
-        if kids and channel[0] in kids:
-            return False
-        kids = self._suffix.kids
-        if kids and channel[-1] in kids:
-            return False
-        literals = self._literals
-        return not literals or channel not in literals
+        return self._named.get(channel, ()) if self._named else ()  # one-name patterns only: one lookup
 
     def subscribers(self, channel: str) -> Collection[Any]:
         """Everyone subscribed to ``channel`` exactly or by a matching pattern, each once.
@@ -471,19 +453,15 @@ class ChannelIndex:
         exact = self.channels.get(channel)
         if not self._compiled:
             return exact if exact is not None else ()
-        if type(channel) is not str and not isinstance(channel, str):
-            raise TypeError(f"channel names must be str, got {type(channel).__name__}")
-        if not self._walked:  # one-name patterns only (literal subscriptions): one lookup, no walk
-            matched: tuple[str, ...] | None = self._named.get(channel)
+        if self._walked:
+            # the cache holds names _match took (str ones): a hit needs no type check
+            matched = self._cache.get(channel)
             if matched is None:
-                return exact if exact is not None else ()
-        else:
-            cache = self._cache
-            matched = cache.get(channel) if cache else None
-            if matched is None:
-                if self._nowhere(channel):
-                    return exact if exact is not None else ()
-                matched = self._match(channel, cache)
+                matched = self._match(channel)
+        else:  # one-name patterns only (literal subscriptions): one lookup, no walk
+            if type(channel) is not str and not isinstance(channel, str):
+                raise TypeError(f"channel names must be str, got {type(channel).__name__}")
+            matched = self._named.get(channel)
         if not matched:
             return exact if exact is not None else ()
         if exact is None and len(matched) == 1:
@@ -493,67 +471,67 @@ class ChannelIndex:
             result.update(self.patterns[pattern])
         return result
 
-    def _match(self, channel: str, cache: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
-        """Walk both tries along ``channel`` (not in ``cache``); cache the result if it was costly."""
-        text = channel if type(channel) is str else str.__str__(channel)  # a str subclass: its characters
+    def _match(self, channel: str) -> tuple[str, ...]:
+        """Walk both tries along ``channel`` (not in the cache); cache the result."""
+        if type(channel) is str:
+            text = channel
+        elif isinstance(channel, str):
+            text = str.__str__(channel)  # a str subclass: its characters
+        else:
+            raise TypeError(f"channel names must be str, got {type(channel).__name__}")
+        cache = self._cache  # taken before the walk: a result computed before the patterns change lands in the old one
         n = len(text)
-        hits: list[_Entry] = []
-        tests = 0
-        # the prefix trie, forwards along the channel (pos: the length of node.key)
-        root = self._prefix
-        entries = root.entries
-        if entries is not None:  # patterns with neither a literal prefix nor a literal suffix
-            tests += len(entries)
-            for entry in entries:
-                _, _, min_len, max_len, k, other, match = entry
-                if min_len <= n <= max_len and text[n - k :] == other and (match is None or match(text)):
-                    hits.append(entry)
-        kids = root.kids
+        hits: list[_Entry] | None = None
+        # the prefix trie, forwards along the channel (pos: the length of node.key); its root
+        # lists the patterns with neither a literal prefix nor a literal suffix
+        node = self._prefix
         pos = 0
-        while kids and pos < n:
-            node = kids.get(text[pos])
-            if node is None:
-                break
-            pos += node.size
-            entries = node.entries
-            if entries is not None:
-                if text[:pos] != node.key:  # a label skipped on the way differs
+        while True:
+            if node.entries is not None:
+                if text[:pos] != node.key:  # a label skipped on the way differs: so do all deeper keys
                     break
-                tests += len(entries)
-                for entry in entries:
+                for entry in node.entries:
                     _, _, min_len, max_len, k, other, match = entry
                     if min_len <= n <= max_len and text[n - k :] == other and (match is None or match(text)):
+                        if hits is None:
+                            hits = []
                         hits.append(entry)
-            kids = node.kids
-        # the suffix trie, backwards from the channel's end
-        kids = self._suffix.kids
-        pos = 0
-        while kids and pos < n:
-            node = kids.get(text[~pos])
-            if node is None:
+            if pos >= n:
                 break
+            kid = node.kids.get(text[pos])
+            if kid is None:
+                break
+            node = kid
             pos += node.size
-            entries = node.entries
-            if entries is not None:
+        # the suffix trie, backwards from the channel's end (pos: the length of node.key)
+        node = self._suffix
+        pos = 0
+        while pos < n:
+            kid = node.kids.get(text[~pos])
+            if kid is None:
+                break
+            node = kid
+            pos += node.size
+            if node.entries is not None:
                 if text[-pos:] != node.key:
                     break
-                tests += len(entries)
-                for entry in entries:
+                for entry in node.entries:
                     _, _, min_len, max_len, k, other, match = entry
                     if min_len <= n <= max_len and text[:k] == other and (match is None or match(text)):
+                        if hits is None:
+                            hits = []
                         hits.append(entry)
-            kids = node.kids
         literals = self._literals
         if literals:
             found = literals.get(text)
             if found is not None:
-                hits.extend(found)
-        if hits:
-            if len(hits) > 1:
-                hits.sort()  # by seq: the order of ``patterns``
-            result = tuple([entry[1] for entry in hits])
+                hits = found if hits is None else [*hits, *found]
+        if hits is None:
+            result: tuple[str, ...] = ()  # cached too: in Python a walk costs more than an entry
+        elif len(hits) == 1:
+            result = (hits[0][1],)
         else:
-            result = ()  # a walk that found nothing is cached too: in Python it costs more than an entry
+            result = tuple([entry[1] for entry in sorted(hits)])  # by seq: the order of ``patterns``
         if len(cache) >= CACHE_SIZE:
             cache.clear()
         cache[channel] = result
