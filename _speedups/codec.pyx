@@ -13,9 +13,10 @@ from cpython.dict cimport PyDict_Next, PyDict_SetItem
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE, PyList_New, PyList_SET_ITEM
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_AsUnsignedLongLong, PyLong_FromLongLong, PyLong_FromUnsignedLongLong
-from cpython.object cimport PyObject
+from cpython.object cimport Py_TPFLAGS_IMMUTABLETYPE, PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.type cimport PyType_Modified
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
@@ -44,6 +45,7 @@ __all__ = [
     "encode_push",
     "encode_request",
     "encode_response",
+    "encode_value",
     "frame",
     "response_frame",
     "salvage_call_id",
@@ -173,6 +175,68 @@ class _Invalid(Exception):
 PACKET_CLASSES = (Packet, RPCRequest, RPCResponse)
 for _cls in PACKET_CLASSES:  # also module attributes, as in the pure twin
     globals()[_cls.__name__] = _cls
+
+
+cdef extern from "structmember.h":
+    ctypedef struct PyMemberDef:
+        const char* name
+        int type
+        Py_ssize_t offset
+        int flags
+        const char* doc
+    int T_OBJECT_EX
+
+cdef extern from "Python.h":
+    object PyDescr_NewMember(PyTypeObject* type, PyMemberDef* member)
+    const char* PyUnicode_AsUTF8(object text) except NULL
+
+
+cdef Py_ssize_t offset_of(object instance, object value) except -1:
+    """The byte offset of the field of ``instance`` that holds ``value``."""
+    cdef char* base = <char*><PyObject*>instance
+    cdef type cls = type(instance)
+    cdef Py_ssize_t offset
+    for offset in range(sizeof(PyObject), (<PyTypeObject*>cls).tp_basicsize, sizeof(PyObject*)):
+        if (<PyObject**>(base + offset))[0] == <PyObject*>value:
+            return offset
+    raise RuntimeError(f"no field of {cls.__name__} holds the value given")
+
+
+cdef int publish(type cls, const char* name) except -1:
+    """Make a compiled packet class behave as its pure twin where msgspec and pickle look.
+
+    - Its name is ``name``, where the class is public (``__module__``, repr, pickles): a
+      static type takes these from ``tp_name`` only.
+    - It takes class attributes: msgspec keeps what it learnt of a dataclass-like class
+      there (``__msgspec_cache__``).
+    - Its fields are member descriptors, as the pure twin's slots are: msgspec builds a
+      dataclass instance with ``tp_alloc`` (every field NULL) and then sets each field,
+      which Cython's own setters, written for fields that are never NULL, cannot take.
+    """
+    cdef PyTypeObject* t = <PyTypeObject*>cls
+    cdef tuple fields = cls.__match_args__
+    cdef list marks = [object() for _ in fields]
+    cdef object instance = cls(*marks)
+    cdef Py_ssize_t i, n = len(fields)
+    cdef PyMemberDef* members = <PyMemberDef*>malloc(n * sizeof(PyMemberDef))  # kept for good, as the type
+    if members == NULL:
+        raise MemoryError()
+    t.tp_name = name
+    t.tp_flags &= ~Py_TPFLAGS_IMMUTABLETYPE
+    PyType_Modified(cls)
+    for i in range(n):
+        members[i].name = PyUnicode_AsUTF8(fields[i])  # kept alive by __match_args__
+        members[i].type = T_OBJECT_EX
+        members[i].offset = offset_of(instance, marks[i])
+        members[i].flags = 0
+        members[i].doc = NULL
+        setattr(cls, fields[i], PyDescr_NewMember(t, &members[i]))
+    return 0
+
+
+publish(Packet, b"webshocket.packets.Packet")
+publish(RPCRequest, b"webshocket.packets.RPCRequest")
+publish(RPCResponse, b"webshocket.packets.RPCResponse")
 
 
 cdef inline Packet new_packet(object source, object data, object rpc, object channel, object timestamp, object correlation_id, object offset=None, object epoch=None):
@@ -636,6 +700,19 @@ cpdef bytes encode_request(str method, object args, object kwargs, str call_id, 
             pack(&b, kwargs, MAX_DEPTH - 2)
             put_bytes(&b, MP_CALL_ID)
             pack_str(&b, call_id)
+        return buf_bytes(&b)
+    finally:
+        buf_free(&b)
+
+
+cpdef bytes encode_value(object value, bint as_json):
+    """Encode any value the codec writes, as a packet's ``data`` would be (0.5.x ``serialize``)."""
+    cdef Buf b
+    if as_json:
+        return _json_bytes(value)
+    buf_init(&b)
+    try:
+        pack(&b, value, MAX_DEPTH)
         return buf_bytes(&b)
     finally:
         buf_free(&b)

@@ -1,6 +1,7 @@
 """A server node joined to a Redis backplane, run as a separate process by the tests.
 
-Usage: ``python backplane_node.py --redis URL [--prefix P] [--port N] [--workers N] [--recovery]``.
+Usage: ``python backplane_node.py --redis URL[,URL...] [--prefix P] [--port N] [--workers N] [--recovery]``
+(several URLs: a sharded backplane).
 Prints ``READY <port>`` once serving; stops on SIGTERM/SIGINT or when its stdin closes.
 """
 
@@ -19,6 +20,7 @@ from webshocket import ClientConnection, WebSocketHandler, WebSocketServer, rpc_
 from webshocket.backplane import predicate_from_spec
 from webshocket.handler import hub_of
 from webshocket.redis_backplane import RedisBackplane
+from webshocket.redis_shards import ShardedRedisBackplane
 from webshocket.workers import serve_workers
 
 
@@ -64,6 +66,13 @@ class NodeHandler(WebSocketHandler[Any]):
             self.publish(channel, i)
 
     @rpc_method()
+    async def spray(self, connection: ClientConnection[Any], channels: list[str], count: int) -> None:
+        """Publish 0 .. count-1 to each of ``channels``, taking the channels in turn for each number."""
+        for i in range(count):
+            for channel in channels:
+                self.publish(channel, i)
+
+    @rpc_method()
     async def shout(self, connection: ClientConnection[Any], data: Any, spec: Any = None) -> None:
         self.broadcast(data, predicate=predicate_from_spec(spec))
 
@@ -80,11 +89,18 @@ class NodeHandler(WebSocketHandler[Any]):
     async def stats(self, connection: ClientConnection[Any]) -> dict[str, int]:
         bridge = hub_of(self).bridge
         backplane = bridge.backplane if bridge is not None else None
-        return dict(backplane.stats) if isinstance(backplane, RedisBackplane) else {}
+        return dict(backplane.stats) if isinstance(backplane, (RedisBackplane, ShardedRedisBackplane)) else {}
+
+
+def redis_backplane(urls: str, prefix: str) -> RedisBackplane | ShardedRedisBackplane:
+    """One Redis URL, or several separated by commas (sharded)."""
+    if "," in urls:
+        return ShardedRedisBackplane(urls.split(","), channel_prefix=prefix)
+    return RedisBackplane(urls, channel_prefix=prefix)
 
 
 def make_server(args: argparse.Namespace) -> WebSocketServer[NodeHandler]:
-    backplane = RedisBackplane(args.redis, channel_prefix=args.prefix) if args.redis else None
+    backplane = redis_backplane(args.redis, args.prefix) if args.redis else None
     recovery = webshocket.Recovery(snapshot_interval=0.1) if args.recovery else None
     return WebSocketServer(
         "127.0.0.1",

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trustme
 from interop import venvs
 
@@ -44,6 +45,9 @@ def theirs_and_ours(case: str, *args: str) -> tuple[dict[str, Any], dict[str, An
 
 def test_rate_limit_edge_values_behave_as_in_0_5_2() -> None:
     theirs, ours = theirs_and_ours("rate_limit_edges")
+    for case in ("limit '5'", "limit None"):  # not a number: 0.5.2 failed every call, ours fails at definition
+        assert theirs.pop(case) == {"calls": [-32602] * 4}  # INVALID_PARAMS
+        assert ours.pop(case) == {"error": "TypeError"}
     assert ours == theirs
     # and what that is, so that a change on both sides would still be seen
     assert ours["limit 0"] == {"calls": [-32000] * 4}  # every call refused, RATE_LIMIT_EXCEEDED
@@ -51,6 +55,9 @@ def test_rate_limit_edge_values_behave_as_in_0_5_2() -> None:
     assert ours["period 0s"] == {"calls": ["ok"] * 4}  # a window of no time never fills
     assert ours["period 5/1m"] == {"error": "ValueError"}  # not a spelling either release reads
     assert ours["period without unit"] == {"error": "ValueError"}
+    assert ours["limit 2.5"] == {"calls": ["ok", "ok", "ok", -32000]}  # a fraction counts as the next whole call
+    assert ours["limit True"] == ours["limit 0.5"] == {"calls": ["ok", -32000, -32000, -32000]}
+    assert ours["limit inf"] == ours["limit nan"] == {"calls": ["ok"] * 4}
 
 
 def test_connect_errors_are_caught_by_what_caught_them_in_0_5_2(tmp_path: Path) -> None:
@@ -107,3 +114,44 @@ def test_module_level_names_of_0_5_2_resolve() -> None:
     theirs, ours = theirs_and_ours("names")
     assert all(value is True for key, value in theirs.items() if key.startswith("webshocket."))
     assert ours == theirs
+
+
+def test_msgspec_reads_and_writes_our_packet_classes_as_0_5_2_structs() -> None:
+    """convert / json / msgpack / to_builtins / decode(type=Packet), pickles, repr, match: as in 0.5.2."""
+    pytest.importorskip("msgspec")
+    theirs, ours = theirs_and_ours("msgspec_packets")
+    for helper in ("structs.asdict", "structs.astuple", "structs.replace", "structs.fields"):
+        assert isinstance(theirs.pop(helper), str)  # a result; they need a real msgspec.Struct: docs/migration.md 2.6
+        assert ours.pop(helper) == {"error": "TypeError"}
+    assert ours == theirs
+    assert bytes.fromhex(ours["json.encode reply"]) == (
+        b'{"source":5,"rpc":{"type":"response","call_id":"c1","response":[1,2],"error":-32001,'
+        b'"is_stream":false,"is_end":true}}'
+    )
+    assert ours["module"] == ["webshocket.packets"] * 3 and ours["match"] == [1, 2]
+    assert ours["in a Struct, decoded"] == "True"
+
+
+def test_msgspec_struct_payloads_are_the_bytes_0_5_2_sent() -> None:
+    """A Struct as RPC result, sent, published and broadcast: msgpack and JSON frames as 0.5.2's."""
+    pytest.importorskip("msgspec")
+    theirs, ours = theirs_and_ours("struct_payloads")
+    assert ours == theirs
+    assert len(ours["msgpack"]) == len(ours["json"]) == 5
+
+
+def test_send_to_a_connection_the_server_closed_drops_the_data_as_in_0_5_2() -> None:
+    theirs, ours = theirs_and_ours("send_after_close")
+    # once the client has gone on its own, ours raises (docs/migration.md 3.12); 0.5.2 dropped that too
+    assert theirs.pop("in on_disconnect, closed by the client") == ["ok"]
+    assert ours.pop("in on_disconnect, closed by the client") == ["ConnectionClosedError"]
+    assert ours == theirs == {"kick then send": ["ok", "ok", "ok", 1], "in on_disconnect, closed by the server": ["ok"]}
+
+
+def test_server_options_0_5_2_accepted_still_work() -> None:
+    """packet_qsize 0 or less (0.5.2: an unbounded queue) and rpc_task_limit 0 (never used)."""
+    theirs, ours = theirs_and_ours("server_options")
+    assert ours == theirs
+    assert ours["rpc_task_limit -1"] == {"error": "ValueError"}
+    assert all(ours[name] == {"echoed": True} for name in ("packet_qsize 0", "packet_qsize -1", "rpc_task_limit 0"))
+    assert ours["repr"].startswith("'('127.0.0.1', PORT)'") and ours["rate limit message"] is True

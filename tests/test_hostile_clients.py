@@ -236,7 +236,7 @@ async def test_the_on_receive_inbox_is_bounded_and_reading_pauses() -> None:
         await wait_until(lambda: engine_of(conn).paused != 0, timeout=5)
         await asyncio.sleep(0.3)
         engine = engine_of(conn)
-        held = len(engine.inbox or ()) + len(engine.pending)
+        held = len(engine.inbox or ()) + len(engine.pending or ())
         assert held <= 16 + 300 * 0 + 64, held  # the bound, plus what one read brought in
         assert len(engine.inbox or ()) <= 16
         await answered(good)
@@ -264,7 +264,7 @@ async def test_messages_during_a_long_on_connect_are_bounded() -> None:
             ws.send_frame(BINARY, blob)
         await wait_until(lambda: engine_of(conn).paused != 0, timeout=5)
         await asyncio.sleep(0.3)
-        assert len(engine_of(conn).pending) < 8 + 64  # the bound, plus what one read brought in
+        assert len(engine_of(conn).pending or ()) < 8 + 64  # the bound, plus what one read brought in
         ws.writer.transport.abort()
 
 

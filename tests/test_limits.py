@@ -157,7 +157,7 @@ def test_defaults_are_documented_values() -> None:
         {"max_send_buffer": 0},
         {"slow_consumer_policy": "block"},
         {"max_inflight_rpcs": 1},
-        {"rpc_task_limit": 0},
+        {"rpc_task_limit": -1},  # 0 is accepted: no limit, as in 0.5.x (tests/test_fidelity.py)
     ],
 )
 def test_invalid_limits_are_rejected(kwargs: dict[str, Any]) -> None:

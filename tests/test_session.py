@@ -278,3 +278,35 @@ async def test_exceptions_in_hooks_are_logged_and_do_not_crash(caplog: pytest.Lo
     assert logged.count("on_connect exploded") == 3
     assert logged.count("on_receive exploded") == 2
     assert logged.count("on_disconnect exploded") == 3
+
+
+@pytest.mark.parametrize(
+    ("first", "listed", "raises"),
+    [
+        ("server", False, False),  # the server closed it: dropped, as in 0.5.x
+        ("server", True, False),
+        ("client", True, False),  # closing, still in clients: a loop over clients goes on
+        ("client", False, True),  # gone: code that kept it across an await learns it
+        (None, False, True),  # dropped without a close frame
+        (None, True, False),
+    ],
+)
+def test_send_on_a_closed_connection_drops_the_data_or_raises(first: str | None, listed: bool, raises: bool) -> None:
+    """docs/migration.md 3.12, on the facade alone (an engine that says closed)."""
+    from types import SimpleNamespace
+
+    from webshocket._fanout import Sink
+
+    handshake = None
+    if first is not None:
+        handshake = SimpleNamespace(recv=object(), sent=object(), recv_then_sent=first == "client")
+    transport = SimpleNamespace(close_handshake=handshake)
+    engine = SimpleNamespace(is_open=False, transport=transport, hub=SimpleNamespace(clients=set()))
+    conn = ClientConnection(engine, Sink(transport, False))  # type: ignore[arg-type]
+    if listed:
+        engine.hub.clients.add(conn)
+    if raises:
+        with pytest.raises(webshocket.ConnectionClosedError):
+            conn.send("x")
+    else:
+        assert conn.send("x") is None

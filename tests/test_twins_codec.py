@@ -7,6 +7,7 @@ on each implementation available. Which one the package itself uses is tests/tes
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from types import ModuleType
@@ -253,3 +254,80 @@ def test_packet_objects(codec: ModuleType) -> None:
     assert request.kwargs == {} and isinstance(request.call_id, str) and request.call_id
     assert codec.Packet[codec.RPCResponse] is not None
     assert not math.isnan(codec.decode_packet(codec.encode_push(1, 1.5, None, False), False).data)
+
+
+def struct_values() -> dict[str, Any]:
+    """``msgspec.Struct`` values with each setting msgspec honours when it writes one."""
+    msgspec = pytest.importorskip("msgspec")
+
+    class Point(msgspec.Struct):
+        x: int
+        y: float
+
+    class Tagged(msgspec.Struct, tag=True, omit_defaults=True):
+        name: str
+        tags: list[str] = []  # noqa: RUF012  (msgspec makes it a default_factory)
+        seen: dict[str, int] = msgspec.field(default_factory=dict)
+        note: str | None = None
+        level: int = 0
+        code: str = "abc"
+
+    class Camel(msgspec.Struct, rename="camel", tag_field="kind", tag=7):
+        first_name: str
+        last_seen: Any = None
+
+    class Pair(msgspec.Struct, array_like=True, tag="pair"):
+        a: int
+        b: Point
+
+    class Maybe(msgspec.Struct):
+        a: int
+        b: int | msgspec.UnsetType = msgspec.UNSET
+
+    return {
+        "plain": Point(1, 2.5),
+        "in a list": [Point(1, 1e-7), {"p": Point(2, 1e100)}],
+        "tagged, at defaults": Tagged("t"),
+        "tagged, equal to the defaults but not them": Tagged("t", ["x"][:0], {}, None, 0, "".join(["ab", "c"])),
+        "tagged, set": Tagged("t", ["a"], {"k": 1}, "n", 3, "xyz"),
+        "renamed, int tag": Camel("Ann", 1.5),
+        "array_like": Pair(1, Point(3, 4.0)),
+        "unset": Maybe(1),
+        "unset, set": Maybe(1, 2),
+    }
+
+
+def test_msgspec_structs_are_written_as_msgspec_writes_them(codec: ModuleType) -> None:
+    """0.5.x encoded data with msgspec: a Struct's bytes are msgspec's, in both dialects."""
+    msgspec = pytest.importorskip("msgspec")
+    for name, value in struct_values().items():
+        assert codec.encode_value(value, False) == msgspec.msgpack.encode(value), name
+        assert codec.encode_value(value, True) == msgspec.json.encode(value), name
+        packet = codec.Packet(4, value)
+        assert codec.encode_packet(packet, False) == msgspec.msgpack.encode({"source": 4, "data": value}), name
+        assert codec.encode_packet(packet, True) == msgspec.json.encode({"source": 4, "data": value}), name
+
+
+def test_msgspec_reads_and_writes_the_packet_classes(codec: ModuleType) -> None:
+    """0.5.x's packet classes were Structs: msgspec.convert/encode/decode work on ours, as there."""
+    msgspec = pytest.importorskip("msgspec")
+    packet_cls, request_cls, response_cls = codec.Packet, codec.RPCRequest, codec.RPCResponse
+    reply = {"source": 5, "rpc": {"type": "response", "call_id": "c", "response": [1], "error": -32001}}
+    packet = msgspec.convert(reply, type=packet_cls)
+    assert type(packet) is packet_cls and type(packet.rpc) is response_cls
+    assert packet == packet_cls(5, rpc=response_cls("c", [1], -32001)) and int(packet.rpc.error) == -32001
+    assert msgspec.json.encode(packet) == codec.encode_packet(packet, True)
+    assert msgspec.msgpack.encode(packet) == codec.encode_packet(packet, False)
+    request = packet_cls(5, rpc=request_cls("m", [1], {"k": 2}, "c2"), correlation_id="x", offset=3, epoch="e")
+    for dialect, as_json in ((msgspec.json, True), (msgspec.msgpack, False)):
+        assert dialect.encode(request) == codec.encode_packet(request, as_json)
+        assert dialect.decode(codec.encode_packet(request, as_json), type=packet_cls) == request
+    assert msgspec.convert({"source": 4}, type=packet_cls[request_cls]) == packet_cls(4)
+    for bad in ({"source": 99}, {"data": 1}, {"source": 5, "rpc": {"type": "x"}}, {"source": 4, "channel": 1}):
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.convert(bad, type=packet_cls)
+    for _ in range(3):  # objects msgspec builds (tp_alloc, then each field) live and die cleanly
+        built = [msgspec.convert({"source": 4, "data": [i]}, type=packet_cls) for i in range(1000)]
+        assert [p.data for p in built] == [[i] for i in range(1000)]
+        del built
+        gc.collect()

@@ -46,11 +46,21 @@ def reference(limit: int, period: float, deltas: list[float]) -> list[tuple[bool
 
 
 @pytest.mark.parametrize(
-    ("limit", "period"), [(0, 1.0), (-1, 1.0), (1, 0), (1, 0.0), (1, -1.0), (1, math.nan), (0.5, 1.0)]
+    ("limit", "period"),
+    [(0, 1.0), (-1, 1.0), (-0.5, 1.0), (math.inf, 1.0), (math.nan, 1.0), (1, 0), (1, 0.0), (1, -1.0), (1, math.nan)],
 )
 def test_bad_arguments(impl: str, limit: Any, period: Any) -> None:
-    with pytest.raises(ValueError, match="limit >= 1 and period > 0"):
+    with pytest.raises(ValueError, match="a finite limit > 0 and a period > 0"):
         bucket(impl, limit, period)
+
+
+@pytest.mark.parametrize(("limit", "burst"), [(0.5, 1), (2.5, 3), (3.0, 3), (True, 1)])
+def test_a_fractional_limit_counts_as_the_next_whole_call(impl: str, limit: Any, burst: int) -> None:
+    """As 0.5.x, which allowed a call while fewer than ``limit`` were made: 2.5 allows 3."""
+    b = bucket(impl, limit, 60.0)
+    assert [b.allow_at(FUTURE) for _ in range(burst + 1)] == [True] * burst + [False]
+    assert b.limit == limit and type(b.limit) is type(limit)
+    assert b.allow_at(FUTURE + 60.0 / burst) is True  # refilled at burst / period
 
 
 def test_attributes(impl: str) -> None:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # both implementations have the pure twin's API
         encode_push,
         encode_request,
         encode_response,
+        encode_value,
         frame,
         response_frame,
         salvage_call_id,
@@ -34,6 +35,7 @@ else:
     encode_push = _impl.encode_push
     encode_response = _impl.encode_response
     encode_request = _impl.encode_request
+    encode_value = _impl.encode_value
     salvage_call_id = _impl.salvage_call_id
     frame = _impl.frame
     response_frame = _impl.response_frame
@@ -49,6 +51,7 @@ __all__ = [
     "encode_push",
     "encode_request",
     "encode_response",
+    "encode_value",
     "frame",
     "response_frame",
     "salvage_call_id",

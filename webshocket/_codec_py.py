@@ -15,8 +15,9 @@ import enum
 import json
 import math
 import uuid
+import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -36,6 +37,7 @@ __all__ = [
     "encode_push",
     "encode_request",
     "encode_response",
+    "encode_value",
     "frame",
     "response_frame",
     "salvage_call_id",
@@ -83,7 +85,66 @@ def _to_builtin(obj: Any) -> Any:
         return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
     if isinstance(obj, memoryview):
         return obj.tobytes()
+    if getattr(type(obj), "__struct_fields__", None) is not None:
+        return _struct_builtin(obj)
     raise TypeError(f"Object of type {type(obj).__name__} is not serializable")
+
+
+class _StructLayout(NamedTuple):
+    """How msgspec writes the instances of one ``msgspec.Struct`` type."""
+
+    tag: tuple[()] | tuple[str, Any]  # (tag field, tag value), or () when untagged
+    fields: tuple[tuple[str, str, Callable[[Any], bool] | None], ...]  # (attribute, name written, is_default)
+    array_like: bool
+    unset: Any  # msgspec.UNSET: never written
+
+
+_STRUCT_LAYOUTS: weakref.WeakKeyDictionary[type, _StructLayout] = weakref.WeakKeyDictionary()
+
+
+def _struct_layout(cls: Any) -> _StructLayout:
+    import msgspec  # loaded: an instance of one of its Structs is being encoded
+
+    config = cls.__struct_config__
+    names, written, defaults = cls.__struct_fields__, cls.__struct_encode_fields__, cls.__struct_defaults__
+    tests: list[Callable[[Any], bool] | None] = [None] * len(names)
+    if config.omit_defaults:  # the defaults belong to the last fields
+        probe = msgspec.defstruct("Probe", [("a", list, msgspec.field(default_factory=list))])
+        factory_type = type(probe.__struct_defaults__[0])  # what a default_factory is kept as
+        for index, default in enumerate(defaults, len(names) - len(defaults)):
+            tests[index] = _default_test(default, factory_type)
+    tag = (config.tag_field, config.tag) if config.tag is not None else ()
+    layout = _STRUCT_LAYOUTS[cls] = _StructLayout(
+        tag, tuple(zip(names, written, tests, strict=True)), config.array_like, msgspec.UNSET
+    )
+    return layout
+
+
+def _default_test(default: Any, factory_type: Any) -> Callable[[Any], bool] | None:
+    """msgspec's test for a field at its default (``omit_defaults``): the default object itself,
+    or an empty list, dict or set made by its ``default_factory``."""
+    if type(default) is not factory_type:
+        return lambda value: value is default
+    factory = default.factory
+    if factory in (list, dict, set):
+        return lambda value: type(value) is factory and not value
+    return None
+
+
+def _struct_builtin(obj: Any) -> Any:
+    """A ``msgspec.Struct`` as 0.5.x (msgspec) wrote it: a map of its fields under their encoded
+    names, the tag first, UNSET fields and (``omit_defaults``) fields at their default left out;
+    a list with ``array_like``. The values are encoded as any others."""
+    layout = _STRUCT_LAYOUTS.get(type(obj)) or _struct_layout(type(obj))
+    if layout.array_like:
+        return [*layout.tag[1:], *(getattr(obj, name) for name, _, _ in layout.fields)]
+    out = dict([layout.tag]) if layout.tag else {}
+    unset = layout.unset
+    for name, written, is_default in layout.fields:
+        value = getattr(obj, name)
+        if value is not unset and (is_default is None or not is_default(value)):
+            out[written] = value
+    return out
 
 
 def _isoformat(value: datetime.datetime) -> str:
@@ -239,6 +300,11 @@ def _packet_map(packet: Packet[Any]) -> dict[str, Any]:
 def encode_packet(packet: Packet[Any], as_json: bool) -> bytes:
     """Encode any :class:`Packet`."""
     return _dumps(_packet_map(packet), as_json)
+
+
+def encode_value(value: Any, as_json: bool) -> bytes:
+    """Encode any value the codec writes, as a packet's ``data`` would be (0.5.x ``serialize``)."""
+    return _dumps(value, as_json)
 
 
 def encode_push(source: int, data: Any, channel: str | None, as_json: bool) -> bytes:

@@ -44,12 +44,15 @@ class MessageListener(WSListener):  # noqa: F405
     (the peer closes) and :meth:`fail` (the peer broke the protocol).
     """
 
+    __slots__ = ("fragments", "fragments_size", "fragments_text", "heard", "max_frames", "max_message_size")
+
     def __init__(self, max_message_size: int, max_frames: int = DEFAULT_MAX_MESSAGE_FRAMES) -> None:
         self.max_message_size = max_message_size
         self.max_frames = max_frames  # frames one message may take
         self.fragments: list[bytes] | None = None  # parts of a fragmented message, in order
         self.fragments_size = 0
         self.fragments_text = False
+        self.heard = False  # a frame arrived since the server's keep-alive last looked
 
     def on_message(self, payload: bytes) -> None:
         """One complete message arrived (override)."""
@@ -69,6 +72,7 @@ class MessageListener(WSListener):  # noqa: F405
         transport.disconnect()
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        self.heard = True
         msg_type = frame.msg_type
         if frame.rsv1 or frame.rsv2 or frame.rsv3:
             self.fail(transport, WSCloseCode.PROTOCOL_ERROR, b"Reserved bits set without a negotiated extension")

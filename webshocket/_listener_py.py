@@ -84,8 +84,15 @@ STREAM_YIELD_EVERY = 16
 """A stream gives the event loop a turn after this many chunks, even if its generator never waits."""
 SWEEP_INTERVAL = 0.25
 """Seconds between checks of paused and backlogged connections (gone? slow consumer? over budget?)."""
+KEEPALIVE_TICKS = 4
+"""Keep-alive checks per ping timeout (the shorter of idle and reply): a ping leaves, and an
+unresponsive client is closed, at most a quarter of that timeout late."""
+CLOSE_UNRESPONSIVE = b"No pong to the keep-alive ping"
+UNRESPONSIVE_GRACE = 0.01
+"""Seconds an unresponsive client's close frame gets before the connection is aborted (as picows)."""
 
 _CLOSED = object()  # wakes recv() when the connection goes away
+_INF = float("inf")
 _GONE = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
 
 
@@ -100,6 +107,11 @@ def conflicts(seeded: dict[str, Any], parked: dict[str, Any], identity: tuple[st
 
 def _pong_received(transport: picows.WSTransport) -> None:
     transport.notify_user_specific_pong_received()
+
+
+def _abort(transport: picows.WSTransport) -> None:
+    if not transport.is_disconnected:
+        transport.disconnect(False)
 
 
 def _overrides(handler: WebSocketHandler[Any], name: str) -> bool:
@@ -174,7 +186,7 @@ class ServerCore:
         self.config = config
         self.methods = hub.methods
         self.loop = asyncio.get_running_loop()
-        self.task_limit = config.rpc_task_limit
+        self.task_limit = config.task_pool
         self.reserve = config.rpc_task_reserve
         self.share = config.task_share
         self.pool_used = 0  # tasks of the shared pool running
@@ -195,6 +207,10 @@ class ServerCore:
         self.on_open = on_open
         self.keyed = KeyedBuckets()  # rate limits shared by the connections of a key
         self.sessions: dict[str, ServerListener] = {}  # token -> connection, for sessions still connected
+        self.tick_interval = 0.0  # keep-alive: seconds between checks (0: off)
+        self.ping_after = 0  # checks without a frame before a ping
+        self.close_after = 0  # checks without a frame before the client is closed as unresponsive
+        self.ticking: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ dispatch
 
@@ -272,9 +288,15 @@ class ServerCore:
             return
         is_stream = method.is_stream
         if is_stream:
-            engine.streams[call_id] = None  # queued, not started
+            streams = engine.streams
+            if streams is None:
+                streams = engine.streams = {}
+            streams[call_id] = None  # queued, not started
         else:
-            engine.calls[call_id] = None
+            calls = engine.calls
+            if calls is None:
+                calls = engine.calls = {}
+            calls[call_id] = None
         engine.inflight += 1
         if engine.inflight == self.max_inflight:
             engine.pause_reading(PAUSE_INFLIGHT)
@@ -295,7 +317,7 @@ class ServerCore:
         """Take a token for a call of ``name``: from the connection's bucket, or its key's."""
         if limit.limit <= 0:  # 0.5.x: a limit of 0 (or less) refuses every call
             return False
-        if limit.period <= 0:  # 0.5.x: a window of no time never fills
+        if limit.period <= 0 or not limit.limit < _INF:  # 0.5.x: a window of no time, or no end, never fills
             return True
         key = limit.key
         if key is not None:
@@ -322,7 +344,7 @@ class ServerCore:
         if request.args:
             target = request.args[0]
             streams = engine.streams
-            if isinstance(target, str) and target in streams:
+            if streams and isinstance(target, str) and target in streams:
                 task = streams.pop(target)
                 if task is not None:
                     task.cancel()
@@ -331,16 +353,17 @@ class ServerCore:
         engine.running += 1
         if pooled:
             self.pool_used += 1
+        tasks = engine.streams if is_stream else engine.calls  # made by call(), which queued this work
+        assert tasks is not None
         if is_stream:
             task = self.loop.create_task(self._stream(engine, call_id, work))
-            engine.streams[call_id] = task
             self.stream_tasks.add(task)
         else:
             # The method's coroutine is the task itself: no wrapper frame, and a task
             # cancelled before it starts closes the coroutine cleanly.
             task = self.loop.create_task(work)
-            engine.calls[call_id] = task
             self.rpc_tasks.add(task)
+        tasks[call_id] = task
         task.add_done_callback(_Done(self, engine, call_id, is_stream, pooled))
 
     def _finish(self, engine: ServerListener) -> None:
@@ -361,7 +384,8 @@ class ServerCore:
             self.stream_tasks.discard(task)
         else:
             self.rpc_tasks.discard(task)
-            engine.calls.pop(call_id, None)
+            if engine.calls is not None:
+                engine.calls.pop(call_id, None)
             if not task.cancelled():
                 self._answer(engine, call_id, task)
         if engine.queued and engine.is_open and engine.running < self.reserve:
@@ -373,7 +397,7 @@ class ServerCore:
         queued = engine.queued
         while queued:
             call_id, work, is_stream = queued.popleft()
-            if is_stream and call_id not in engine.streams:  # aborted while queued
+            if is_stream and (engine.streams is None or call_id not in engine.streams):  # aborted while queued
                 self._finish(engine)
                 continue
             self._start(engine, call_id, work, is_stream, pooled)
@@ -445,7 +469,8 @@ class ServerCore:
             detail = str(exc) if self.config.error_detail == "full" else text
             reply(engine, call_id, f"\nStream aborted: {detail}", _INTERNAL, True, True)
         finally:
-            engine.streams.pop(call_id, None)
+            if engine.streams is not None:
+                engine.streams.pop(call_id, None)
             aclose = getattr(agen, "aclose", None)
             if aclose is not None:
                 try:
@@ -516,6 +541,8 @@ class ServerCore:
         transport.underlying_transport.set_write_buffer_limits(high=self.config.max_send_buffer)
         clients.add(conn)
         self.engines.add(engine)
+        if self.tick_interval and self.ticking is None:
+            self.ticking = self.loop.call_later(self.tick_interval, self.tick)
         if engine.client_type is ClientType.GENERIC:
             self.hub.json_clients += 1
         self.stats["connections_opened"] += 1
@@ -641,10 +668,11 @@ class ServerCore:
                     self.hub.store.forget(engine.session)
             self.loop.call_soon(self._forget, engine)
         for tasks in (engine.streams, engine.calls):
-            for task in tasks.values():
-                if task is not None:
-                    task.cancel()
-            tasks.clear()
+            if tasks:
+                for task in tasks.values():
+                    if task is not None:
+                        task.cancel()
+                tasks.clear()
         queued = engine.queued
         if queued:
             for _call_id, work, is_stream in queued:
@@ -652,7 +680,7 @@ class ServerCore:
                     work.close()  # never started: close the coroutine
                 self._finish(engine)
             queued.clear()
-        engine.pending = []
+        engine.pending = None
         if engine.inbox:
             engine.inbox.clear()
         engine.held = 0
@@ -754,6 +782,44 @@ class ServerCore:
         """RPCs waiting for a task slot, over all connections."""
         return sum(len(engine.queued) for engine in self.engines if engine.queued)
 
+    # ------------------------------------------------------------------ keep-alive
+
+    def keep_alive(self, idle: float, reply: float) -> None:
+        """Ping each client that sent nothing for ``idle`` seconds; close it (1001) if it still
+        sends nothing for ``reply`` seconds more (picows's ``auto_ping_*`` options, when-idle strategy).
+
+        One timer for all connections, instead of a picows task per connection (~1.8 KiB each):
+        it looks every ``min(idle, reply) / KEEPALIVE_TICKS`` seconds and counts, per connection,
+        the looks that found no new frame. A ping may so leave up to one look late.
+        """
+        interval = min(idle, reply) / KEEPALIVE_TICKS
+        self.tick_interval = interval
+        self.ping_after = max(1, round(idle / interval))
+        self.close_after = self.ping_after + max(1, round(reply / interval))
+
+    def tick(self) -> None:
+        """One look of the keep-alive at every connection (while there are connections)."""
+        if not self.engines:
+            self.ticking = None
+            return
+        self.ticking = self.loop.call_later(self.tick_interval, self.tick)
+        ping_after = self.ping_after
+        close_after = self.close_after
+        unresponsive: list[ServerListener] = []
+        for engine in self.engines:
+            if engine.heard or engine.paused:  # paused: we do not read, so count the client as alive
+                engine.heard = False
+                engine.silent = 0
+                continue
+            engine.silent += 1
+            if engine.silent == ping_after:
+                if engine.is_open:
+                    engine.transport.send_ping()
+            elif engine.silent == close_after:
+                unresponsive.append(engine)
+        for engine in unresponsive:  # not while iterating: closing may change engines
+            engine.unresponsive()
+
     # ------------------------------------------------------------------ the sweep
 
     def watch(self, engine: ServerListener) -> None:
@@ -834,6 +900,9 @@ class ServerCore:
         if self.sweeping is not None:
             self.sweeping.cancel()
             self.sweeping = None
+        if self.ticking is not None:
+            self.ticking.cancel()
+            self.ticking = None
         cancelled = [*self.rpc_tasks, *self.stream_tasks]
         for task in cancelled:
             task.cancel()
@@ -888,6 +957,7 @@ class ServerListener(MessageListener):  # noqa: F405
         "request",
         "running",
         "session",
+        "silent",
         "sink",
         "streams",
         "transport",
@@ -903,7 +973,7 @@ class ServerListener(MessageListener):  # noqa: F405
         self.core = core
         self.hub = core.hub
         self.client_type = client_type
-        self.packet_qsize = config.packet_qsize
+        self.packet_qsize = config.queue_limit
         self.max_held = config.max_queued_bytes
         self.held = 0  # bytes of messages read and not yet handled (held, in the inbox or the recv() queue)
         self.max_subscribed_channels = config.max_subscribed_channels
@@ -912,8 +982,9 @@ class ServerListener(MessageListener):  # noqa: F405
         # The facade, made once connected (the engine is never used before on_ws_connected).
         self.conn: ClientConnection[Any] = None  # type: ignore[assignment]
         self.is_open = False
-        self.streams: dict[str, asyncio.Task[Any] | None] = {}  # streaming RPCs: running, or queued (None)
-        self.calls: dict[str, asyncio.Task[Any] | None] = {}  # plain RPCs in tasks: running, or queued (None)
+        # Made on first use, like every structure an idle connection does not need:
+        self.streams: dict[str, asyncio.Task[Any] | None] | None = None  # streaming RPCs: running, or queued (None)
+        self.calls: dict[str, asyncio.Task[Any] | None] | None = None  # plain RPCs in tasks: running, or queued
         self.queued: deque[tuple[str, Any, bool]] | None = None  # RPCs waiting for a task slot
         self.running = 0  # tasks of this connection running
         self.in_ready = False  # in the core's round of connections waiting for a pool slot
@@ -927,13 +998,14 @@ class ServerListener(MessageListener):  # noqa: F405
         self.queue: asyncio.Queue[Any] | None = None  # packets waiting for recv()
         self.remote: tuple[str, int] | None = None
         self.ready = False  # on_connect has returned: messages are dispatched
-        self.pending: list[bytes] = []  # messages read but held (on_connect runs, or reading is paused)
+        self.pending: list[bytes] | None = None  # messages read but held (on_connect runs, or reading is paused)
         self.draining = False  # dispatching held messages
         self.early: asyncio.Future[None] | None = None  # a recv() in on_connect waits for a message
         self.connect_task: asyncio.Task[Any] | None = None
         self.wants_session = session  # the client asked for a session (server with recovery)
         self.session: str | None = None  # its token, once the session is set up
         self.parkable = True  # kept for a resume when it ends: not if the client or the server ended it on purpose
+        self.silent = 0  # keep-alive looks in a row that found no new frame
         self.request = request  # the upgrade request, when the handshake hook or origin check parsed it
 
     # ------------------------------------------------------------------ picows callbacks
@@ -949,7 +1021,7 @@ class ServerListener(MessageListener):  # noqa: F405
             config.slow_consumer_policy == "drop",
             core.flusher,
             core.stats,
-            self.close_slow_consumer,
+            self,  # closed through close_slow_consumer()
             config.max_send_backlog,
             config.slow_consumer_timeout > 0,
         )
@@ -1044,6 +1116,13 @@ class ServerListener(MessageListener):  # noqa: F405
 
     def close_slow_consumer(self) -> None:
         self.close(CLOSE_SLOW_CONSUMER, b"Slow consumer: outgoing buffer full")
+
+    def unresponsive(self) -> None:
+        """No frame (no pong either) since the keep-alive ping: close (1001), then abort at once."""
+        _logger.info("Closing a connection that sent nothing, no pong either, since the keep-alive ping")
+        if self.is_open:
+            self.close(WSCloseCode.GOING_AWAY, CLOSE_UNRESPONSIVE)
+        self.core.loop.call_later(UNRESPONSIVE_GRACE, _abort, self.transport)
 
     def mark_closed(self) -> None:
         """No more sending: the connection is closing or gone; the work it started is dropped."""
@@ -1183,7 +1262,8 @@ class ServerListener(MessageListener):  # noqa: F405
         """The first message held while the connection is set up, left in place (None: none came in time)."""
         loop = self.core.loop
         deadline = loop.time() + timeout
-        while not self.pending:
+        pending = self.pending
+        while not pending:
             if not self.is_open:
                 raise ConnectionClosedError("Cannot receive data: client is not connected.")
             waiter: asyncio.Future[None] = loop.create_future()
@@ -1194,11 +1274,14 @@ class ServerListener(MessageListener):  # noqa: F405
                 return None
             finally:
                 self.early = None
-        return self.pending[0]
+            pending = self.pending
+        return pending[0]
 
     def take_first(self) -> None:
         """Remove the first held message (the session hello: it is not dispatched)."""
-        payload = self.pending.pop(0)
+        pending = self.pending
+        assert pending, "first_message() found it"
+        payload = pending.pop(0)
         self.unhold(len(payload))
 
     def wake_early(self) -> None:
@@ -1212,7 +1295,7 @@ class ServerListener(MessageListener):  # noqa: F405
     def fail(self, transport: picows.WSTransport, code: WSCloseCode, reason: bytes) -> None:
         """The client broke the protocol: close with ``code`` (replies already queued go first)."""
         self.fragments = None
-        self.pending = []
+        self.pending = None
         if self.is_open:
             self.close(code, reason)
         else:
@@ -1233,6 +1316,8 @@ class ServerListener(MessageListener):  # noqa: F405
             return  # closing: nothing after a close frame is processed
         if self.paused or not self.ready or self.pending:  # held, in order, until dispatching may go on
             pending = self.pending
+            if pending is None:
+                pending = self.pending = []
             pending.append(payload)
             self.hold(len(payload))
             if not self.ready:

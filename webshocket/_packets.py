@@ -7,7 +7,8 @@ import sys
 from types import ModuleType
 
 from ._codec import Packet, RPCRequest, RPCResponse
+from ._ext import SPEEDUPS
 
-_impl: ModuleType = sys.modules[Packet.__module__]
+_impl: ModuleType = sys.modules["webshocket._packets_c" if SPEEDUPS["packets"] else "webshocket._packets_py"]
 
 __all__ = ["Packet", "RPCRequest", "RPCResponse"]

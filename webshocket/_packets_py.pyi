@@ -2,13 +2,16 @@
 # classes there carry no annotations so that Cython compiles them with the C field types
 # of _packets_c.pxd; here Packet is generic over its rpc type, as in 0.5.x.
 from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from dataclasses import Field
+from typing import Any, ClassVar, Generic, TypeVar
 
 from .enum import PacketSource, RPCErrorCode
 
 __all__ = ["Packet", "RPCRequest", "RPCResponse"]
 
 class RPCRequest:
+    __match_args__: ClassVar[tuple[str, ...]]
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
     method: str
     args: Sequence[Any]
     kwargs: dict[str, Any]
@@ -20,9 +23,13 @@ class RPCRequest:
         kwargs: dict[str, Any] | None = None,
         call_id: str | None = None,
     ) -> None: ...
+    @property
+    def type(self) -> str: ...
     def __eq__(self, other: object) -> bool: ...
 
 class RPCResponse:
+    __match_args__: ClassVar[tuple[str, ...]]
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
     call_id: str
     response: Any
     error: RPCErrorCode | None
@@ -37,6 +44,8 @@ class RPCResponse:
         is_end: bool = False,
     ) -> None: ...
     @property
+    def type(self) -> str: ...
+    @property
     def data(self) -> Any: ...
     @property
     def rpc(self) -> RPCResponse: ...
@@ -49,6 +58,8 @@ class RPCResponse:
 RType = TypeVar("RType", RPCRequest, RPCResponse)
 
 class Packet(Generic[RType]):
+    __match_args__: ClassVar[tuple[str, ...]]
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
     source: PacketSource | int
     data: Any
     rpc: RType | None
@@ -68,4 +79,5 @@ class Packet(Generic[RType]):
         offset: int | None = None,
         epoch: str | None = None,
     ) -> None: ...
+    def __post_init__(self) -> None: ...
     def __eq__(self, other: object) -> bool: ...

@@ -8,6 +8,7 @@ and ``allow()`` can be mixed.
 
 from __future__ import annotations
 
+from math import ceil
 from time import monotonic
 
 __all__ = ["TokenBucket"]
@@ -17,18 +18,19 @@ class TokenBucket:
     """``limit`` tokens, refilled continuously at ``limit / period`` tokens per second.
 
     One bucket per (connection, method). :meth:`allow` takes a token if one is
-    left and says whether it did.
+    left and says whether it did. A fractional ``limit`` counts as the next whole number,
+    as 0.5.x counted calls while fewer than ``limit`` were made (2.5 allowed 3).
     """
 
     __slots__ = ("_limit", "_rate", "_stamp", "_tokens", "limit", "period")
 
-    def __init__(self, limit: int, period: float) -> None:
-        if limit < 1 or not period > 0:
-            raise ValueError("TokenBucket needs limit >= 1 and period > 0")
+    def __init__(self, limit: float, period: float) -> None:
+        if not 0 < limit < float("inf") or not period > 0:
+            raise ValueError("TokenBucket needs a finite limit > 0 and a period > 0")
         self.limit = limit
         self.period = float(period)
-        self._limit = float(limit)
-        self._rate = limit / self.period
+        self._limit = float(ceil(limit))
+        self._rate = self._limit / self.period
         self._tokens = self._limit
         self._stamp = monotonic()
 

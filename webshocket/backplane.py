@@ -9,8 +9,9 @@ node against its own connections.
 A node tells the backplane which channels and patterns it has local subscribers
 for (first subscriber in, last one out), so a node only receives what it needs.
 
-Implementations: :class:`MemoryBackplane` (nodes in one process) and
-:class:`webshocket.redis_backplane.RedisBackplane` (``backplane="redis://..."``).
+Implementations: :class:`MemoryBackplane` (nodes in one process),
+:class:`webshocket.redis_backplane.RedisBackplane` (``backplane="redis://..."``) and
+:class:`webshocket.redis_shards.ShardedRedisBackplane` (several Redis servers, a channel on each).
 
 Trust: the backplane is inside the trust boundary. Whoever can publish to it (to Redis)
 can deliver any packet to any client, including replies that resolve a client's pending
@@ -29,7 +30,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgpack
 
@@ -52,9 +53,22 @@ KIND_CHANNEL = 2
 REPLAY_WINDOW = 4096
 """Sequence numbers of one origin this far below the last one seen are repeats (dropped)."""
 MAX_ORIGINS = 4096
-"""Origin nodes whose last sequence number a node remembers."""
+"""Origin nodes (per lane, see :class:`Deliver`) whose last sequence number a node remembers."""
 
-Deliver = Callable[[bytes], None]
+
+class Deliver(Protocol):
+    """What a backplane calls for each envelope it receives.
+
+    ``lane`` says which ordered stream the envelope came through (say, which Redis server):
+    the envelopes of one origin arrive in order within a lane, not across lanes. A backplane
+    with one ordered stream leaves it at 0.
+    """
+
+    def __call__(self, envelope: bytes, lane: int = 0) -> None: ...
+
+
+Origin = bytes | tuple[bytes, int]
+"""Whose envelopes one sequence of numbers orders: a node's id (lane 0), or its id and a lane."""
 DeliverRemote = Callable[[bool, "str | None", bytes, "RPC_Predicate | None", Any], None]
 
 
@@ -68,7 +82,8 @@ class Backplane(ABC):
     envelope published on any node (its own included) to a channel matching one of
     this node's subscriptions, and for every broadcast. A node may receive one
     envelope more than once (say, through an exact and a pattern subscription): the
-    bridge drops repeats.
+    bridge drops repeats. A backplane that receives through several connections passes
+    which one as ``deliver(envelope, lane)``, so that order is only assumed within a lane.
     """
 
     @abstractmethod
@@ -111,15 +126,16 @@ class BackplaneBridge:
         self.backplane = backplane
         self.node_id = os.urandom(8)
         self._seq = 0
-        # origin node -> last sequence number delivered; the least recently heard from go first
-        self._last_seen: OrderedDict[bytes, int] = OrderedDict()
+        # origin node (lane 0) or (origin node, lane) -> last sequence number delivered; the least
+        # recently heard from go first
+        self._last_seen: OrderedDict[Origin, int] = OrderedDict()
         self.received = 0
         self.duplicates = 0
         self._excluded: OrderedDict[int, Any] = OrderedDict()  # own recorded publish -> its exclude set
 
     @property
     def origins(self) -> int:
-        """Other nodes this node remembers the last sequence number of (at most ``MAX_ORIGINS``)."""
+        """Origin nodes (per lane) this node remembers the last sequence number of (at most ``MAX_ORIGINS``)."""
         return len(self._last_seen)
 
     async def start(self) -> None:
@@ -157,8 +173,8 @@ class BackplaneBridge:
         fields = (RECORDED_ENVELOPE_VERSION, self.node_id, self._seq, KIND_CHANNEL, channel, spec)
         return b"\x97" + b"".join(msgpack.packb(field, use_bin_type=True) for field in fields)
 
-    def deliver(self, envelope: bytes) -> None:
-        """An envelope arrived from the backplane: fan it out to this node's clients."""
+    def deliver(self, envelope: bytes, lane: int = 0) -> None:
+        """An envelope arrived from the backplane (through ``lane``): fan it out to this node's clients."""
         excluded: Any = ()
         try:
             fields = msgpack.unpackb(envelope, raw=False)
@@ -177,7 +193,7 @@ class BackplaneBridge:
                 raise ValueError(f"envelope version {version}")
             if not isinstance(seq, int) or not isinstance(origin, bytes):
                 raise ValueError("bad origin or sequence number")
-            if self._is_repeat(origin, seq):
+            if self._is_repeat(origin if not lane else (origin, lane), seq):  # (no tuple on one lane)
                 self.duplicates += 1
                 return
             predicate = predicate_from_spec(spec)
@@ -187,7 +203,7 @@ class BackplaneBridge:
         self.received += 1
         self.deliver_remote(kind == KIND_BROADCAST, channel, packet, predicate, excluded)
 
-    def _is_repeat(self, origin: bytes, seq: int) -> bool:
+    def _is_repeat(self, origin: Origin, seq: int) -> bool:
         """Has this node delivered envelope ``seq`` of ``origin`` already? (and remember it)
 
         A repeat is a sequence number at most ``REPLAY_WINDOW`` below the last one seen: a
@@ -196,6 +212,11 @@ class BackplaneBridge:
         forged: either way it is delivered and becomes the last one, so a forged far-future
         number silences an origin for one envelope at most. Origins are forgotten least
         recently heard first, beyond ``MAX_ORIGINS``.
+
+        The last number is kept per lane (``origin`` is the node's id on lane 0, ``(id, lane)``
+        on another): one origin's envelopes are in order within a lane only (sharded Redis: each
+        shard is a connection of its own, read independently), so a lower number arriving on
+        another lane after a higher one is new, not a repeat.
         """
         seen = self._last_seen
         last = seen.get(origin)

@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .constant import DEFAULT_MAX_MESSAGE_SIZE
-from .server import WebSocketServer
+from .server import REDIS_SCHEMES, WebSocketServer, split_urls
 
 if TYPE_CHECKING:
+    from .backplane import Backplane
     from .metrics import MetricsEndpoint
 
 __all__ = ["ENV_PREFIX", "CliError", "build_parser", "load_handler", "main"]
@@ -107,16 +108,25 @@ def _seconds(positive: bool) -> Callable[[str], float]:
 
 
 def _backplane_url(text: str) -> str:
-    if text.startswith(("redis://", "rediss://", "unix://")):
-        return text
+    """One Redis URL, or several separated by commas (a sharded backplane)."""
+    for url in split_urls(text):
+        _check_redis_url(url, text)
+    return text
+
+
+def _check_redis_url(url: str, text: str) -> None:
+    if url.startswith(REDIS_SCHEMES):
+        return
     example = "redis://127.0.0.1:6379/0"
-    if re.fullmatch(r"[\w.\-]+:\d+(/\d+)?", text):
-        host_port, _, db = text.partition("/")
+    if re.fullmatch(r"[\w.\-]+:\d+(/\d+)?", url):
+        host_port, _, db = url.partition("/")
         example = f"redis://{host_port}/{db or 0}"
-    elif re.fullmatch(r"[\w.\-]+", text):
-        example = f"redis://{text}:6379/0"
+    elif re.fullmatch(r"[\w.\-]+", url):
+        example = f"redis://{url}:6379/0"
+    where = "" if url == text else f" (in {text})"
     raise argparse.ArgumentTypeError(
-        f"{text}: not a redis:// URL; write it as {example} (rediss:// for TLS, unix:///path/redis.sock for a socket)"
+        f"{url}{where}: not a redis:// URL; write it as {example} "
+        "(rediss:// for TLS, unix:///path/redis.sock for a socket)"
     )
 
 
@@ -229,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_backplane_url,
         default=None,
         metavar="URL",
-        help="scale-out backplane: redis://host:6379/0, rediss://... or unix:///path",
+        help="scale-out backplane: redis://host:6379/0, rediss://... or unix:///path; several URLs, "
+        "comma-separated and in the same order on every node, shard the channels over several Redis servers",
     )
     serve.add_argument(
         "--certfile", type=_existing_file("a PEM certificate chain"), help="TLS certificate chain (PEM): serve wss://"
@@ -522,33 +533,51 @@ def _reason(exc: BaseException) -> str:
     return reason
 
 
-def _redis_down(url: str, exc: BaseException) -> CliError:
+def _redis_down(url: str, exc: BaseException, backplane: Backplane | None = None) -> CliError:
+    """The one line for a backplane that cannot be reached (a sharded one's: naming the shard)."""
     from .redis_backplane import _safe_url
 
-    return CliError(
-        f"--backplane {_safe_url(url)}: cannot reach Redis ({_reason(exc)}); start Redis there or fix the URL"
-    )
+    urls = split_urls(url)
+    where = ",".join(_safe_url(one) for one in urls)
+    failed = getattr(backplane, "unreachable", None)  # ShardedRedisBackplane: the shard that failed
+    if len(urls) > 1 and failed in urls:
+        where = f"{_safe_url(failed)} (shard {urls.index(failed)} of {len(urls)})"
+    return CliError(f"--backplane {where}: cannot reach Redis ({_reason(exc)}); start Redis there or fix the URL")
+
+
+def _make_backplane(url: str) -> Backplane:
+    """The backplane ``--backplane`` names (one Redis URL, or several: sharded)."""
+    from .redis_backplane import _safe_url
+    from .server import make_backplane
+
+    try:
+        backplane = make_backplane(url)
+    except ValueError as exc:  # e.g. two shards on one Redis server
+        where = ",".join(_safe_url(one) for one in split_urls(url))
+        raise CliError(f"--backplane {where}: {exc}") from None
+    assert backplane is not None
+    return backplane
 
 
 def check_backplane(url: str) -> None:
     """Connect to the backplane once and disconnect (workers check before forking).
 
     Raises:
-        CliError: it cannot be reached.
+        CliError: it (or one of its shards) cannot be reached.
     """
     from ._loop import run
     from .exceptions import ConnectionFailedError
-    from .redis_backplane import RedisBackplane
+
+    backplane = _make_backplane(url)
 
     async def probe() -> None:
-        backplane = RedisBackplane(url)
-        await backplane.start(lambda envelope: None)
+        await backplane.start(lambda envelope, lane=0: None)
         await backplane.close()
 
     try:
         run(probe())
     except ConnectionFailedError as exc:
-        raise _redis_down(url, exc) from None
+        raise _redis_down(url, exc, backplane) from None
 
 
 def _bind_error(exc: OSError, flag: str, host: str, port: int) -> CliError:
@@ -570,13 +599,15 @@ def _bind_error(exc: OSError, flag: str, host: str, port: int) -> CliError:
 def configure_logging(level: str | None, config_file: str | None) -> None:
     """Set up logging: ``--log-config`` (dictConfig .json or fileConfig .ini) or ``--log-level``.
 
-    picows's own per-connection lines (logger ``picows``) are kept at WARNING: a connection is
-    logged once, by ``webshocket.server`` at DEBUG. A configuration file can still name ``picows``.
+    picows's own per-connection lines (loggers ``picows`` and ``webshocket.server.picows``, the one
+    the server hands picows) are kept at WARNING: a connection is logged once, by
+    ``webshocket.server`` at DEBUG. A configuration file can still name them.
 
     Raises:
         CliError: the configuration file is not valid.
     """
-    logging.getLogger("picows").setLevel(logging.WARNING)
+    for name in ("picows", "webshocket.server.picows"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     if config_file is None:
         logging.basicConfig(level=(level or "info").upper(), format=LOG_FORMAT)
         return
@@ -708,6 +739,7 @@ def _make_server(args: argparse.Namespace, metrics: _MetricsOptions | None) -> C
         limits["allowed_origins"] = args.allowed_origins
     if args.require_origin:
         limits["allow_missing_origin"] = False
+    backplane: Backplane | None = None
     if args.backplane is not None:
         try:
             import redis  # noqa: F401
@@ -716,13 +748,14 @@ def _make_server(args: argparse.Namespace, metrics: _MetricsOptions | None) -> C
                 f"--backplane {args.backplane} needs the Redis client: pip install 'redis>=5.0.1,<9' "
                 f"into this environment ({sys.executable})"
             ) from None
+        backplane = _make_backplane(args.backplane)
     try:
         return CliServer(
             args.host,
             args.port,
             clientHandler=handler,
             ssl_context=context,
-            backplane=args.backplane,
+            backplane=backplane,
             metrics=metrics,
             **limits,
         )
@@ -787,7 +820,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 shutdown_timeout=args.graceful_timeout,
             )
     except ConnectionFailedError as exc:
-        raise _redis_down(args.backplane or "", exc) from None
+        raise _redis_down(args.backplane or "", exc, server.backplane) from None
     except OSError as exc:
         raise _bind_error(exc, "--port", args.host, args.port) from None
     except WorkerError as exc:

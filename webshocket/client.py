@@ -639,7 +639,7 @@ class WebSocketClient:
         finally:
             self._pending.pop(call_id, None)
         if raise_on_rate_limit and response.error == RPCErrorCode.RATE_LIMIT_EXCEEDED:
-            raise RateLimitError(f"Rate limit exceeded for method '{method_name}'")
+            raise RateLimitError(f"RPC call rate limit exceeded. (method '{method_name}')")  # 0.5.x's sentence first
         return response
 
     async def stream_rpc(

@@ -15,6 +15,9 @@ from .request import OriginPolicy
 
 __all__ = ["ServerConfig"]
 
+NO_LIMIT = 1 << 40
+"""The bound of an option given as "no limit" (a count no server reaches, safe to add to)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
@@ -49,13 +52,28 @@ class ServerConfig:
     """The compiled ``allowed_origins`` check (None: every origin is allowed)."""
 
     @property
+    def task_pool(self) -> int:
+        """Tasks of the pool shared by all connections (``rpc_task_limit``; 0: no bound, as in 0.5.x,
+        which never used the option)."""
+        return self.rpc_task_limit or NO_LIMIT
+
+    @property
     def task_share(self) -> int:
         """Tasks of the shared pool one connection may hold at once (``rpc_task_share``, or 1/8 of the pool)."""
-        return self.rpc_task_share if self.rpc_task_share is not None else max(1, self.rpc_task_limit // 8)
+        if self.rpc_task_share is not None:
+            return self.rpc_task_share
+        return max(1, self.rpc_task_limit // 8) if self.rpc_task_limit else NO_LIMIT
+
+    @property
+    def queue_limit(self) -> int:
+        """Messages of a connection queued for ``recv()``/``on_receive`` before reading pauses
+        (``packet_qsize``; 0 or less: no bound on their number, as 0.5.x's unbounded queue;
+        ``max_queued_bytes`` still bounds their bytes)."""
+        return self.packet_qsize if self.packet_qsize > 0 else NO_LIMIT
 
     def __post_init__(self) -> None:
-        if self.rpc_task_limit < 1:
-            raise ValueError("rpc_task_limit must be at least 1")
+        if self.rpc_task_limit < 0:
+            raise ValueError("rpc_task_limit must be 0 (no limit) or more")
         if self.max_message_size < 1:
             raise ValueError("max_message_size must be positive")
         if self.max_send_buffer < 1:
@@ -64,8 +82,6 @@ class ServerConfig:
             raise ValueError('slow_consumer_policy must be "disconnect" or "drop"')
         if self.max_inflight_rpcs < 2:
             raise ValueError("max_inflight_rpcs must be at least 2")
-        if self.packet_qsize < 1:
-            raise ValueError("packet_qsize must be at least 1")
         if self.rpc_task_reserve < 1:
             raise ValueError("rpc_task_reserve must be at least 1")
         if self.rpc_task_share is not None and self.rpc_task_share < 1:

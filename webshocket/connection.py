@@ -18,9 +18,15 @@ from picows import WSCloseCode
 from ._codec import encode_packet, encode_push
 from ._fanout import Endpoint, Sink
 from .constant import DEFAULT_CHUNK_SIZE
+from .constant import DEFAULT_ENCODE_BUFFER_SIZE as DEFAULT_ENCODE_BUFFER_SIZE
 from .enum import ClientType, ConnectionState, PacketSource
 from .exceptions import ConnectionClosedError
+from .exceptions import ReceiveTimeoutError as ReceiveTimeoutError
 from .packets import Packet
+from .packets import RPCResponse as RPCResponse
+from .packets import deserialize as deserialize
+
+# ``X as X`` imports re-export names 0.5.x's module had (it imported them): docs/migration.md 2.14.
 
 if TYPE_CHECKING:
     from .request import Request
@@ -36,6 +42,8 @@ _CLOSED = ConnectionState.CLOSED
 
 class Subscriptions(Protocol):
     """Who subscribes to what (the server's :class:`~webshocket.hub.Hub`), as a connection uses it."""
+
+    clients: set[Any]
 
     def subscribe(
         self, client: Any, channel: str | Iterable[str], limited: bool = ..., literal: bool = ...
@@ -185,11 +193,19 @@ class ClientConnection(Endpoint, Generic[TState]):
     def send(self, data: Any, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
         """Send ``data`` to this client as a CUSTOM packet (or send a :class:`Packet` as is).
 
+        On a closed connection the data is dropped, as in 0.5.x, when the server closed it
+        (:meth:`close`, a rate-limit or slow-consumer disconnect, shutdown) or while it is still
+        in ``clients`` (it leaves them on the next event-loop iteration): a loop over ``clients``
+        goes on past a connection that just closed.
+
         Raises:
-            ConnectionClosedError: the connection is closed.
+            ConnectionClosedError: the client closed the connection (or it dropped), and it has
+                left ``clients``: code that kept it across an ``await`` learns its client is gone.
         """
         engine = self._engine
         if not engine.is_open:
+            if _closed_by_server(engine.transport) or self in engine.hub.clients:
+                return
             raise ConnectionClosedError("Cannot send data: client is not connected.")
         as_json = self._sink.as_json
         if isinstance(data, Packet):
@@ -282,8 +298,8 @@ class ClientConnection(Endpoint, Generic[TState]):
         return self is other
 
     def __repr__(self) -> str:
-        return (
-            f"<{type(self).__name__}(uid={self.uid}, remote_address={self.remote_address!r}, "
+        return (  # as 0.5.x wrote it, quotes around the address tuple included
+            f"<{type(self).__name__}(uid={self.uid}, remote_address='{self.remote_address}', "
             f"session_state={self.session_state!r})>"
         )
 
@@ -293,6 +309,27 @@ _OWN_NAMES = frozenset(name for name in dir(ClientConnection) if not name.starts
 """Public names of the class: assigning to one is a mistake, not session state."""
 
 
+def _closed_by_server(transport: Any) -> bool:
+    """Whether our close frame went first (picows records who started the closing handshake)."""
+    handshake = getattr(transport, "close_handshake", None)
+    return handshake is not None and handshake.sent is not None and not handshake.recv_then_sent
+
+
 def queue_for_recv(connection: ClientConnection[Any], packet: Packet[Any]) -> None:
     """Queue ``packet`` for ``connection.recv()`` (what ``DefaultWebSocketHandler.on_receive`` does)."""
     connection._engine.enqueue(packet)
+
+
+if not TYPE_CHECKING:  # hidden from type checkers, which would see an import cycle
+
+    def __getattr__(name: str) -> Any:
+        # Two names 0.5.x imported here, from modules that import this one.
+        if name == "DefaultWebSocketHandler":
+            from .handler import DefaultWebSocketHandler
+
+            return DefaultWebSocketHandler
+        if name == "Serializable":
+            from .typing import Serializable
+
+            return Serializable
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

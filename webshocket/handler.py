@@ -7,10 +7,17 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .connection import queue_for_recv
+from .enum import ClientType as ClientType
+from .enum import PacketSource as PacketSource
+from .exceptions import PacketError as PacketError
 from .hub import STAT_NAMES, Hub
 from .packets import Packet
+from .packets import serialize as serialize
 from .rpc import never_suspends
 from .typing import RPC_Function, RPC_Predicate, RPCMethod, SessionState
+from .typing import Serializable as Serializable
+
+# ``X as X`` imports re-export names 0.5.x's module had (it imported them): docs/migration.md 2.14.
 
 if TYPE_CHECKING:
     from .connection import ClientConnection

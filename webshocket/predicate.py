@@ -10,9 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from typing import Any as _Any
 
+from .typing import RPC_Predicate as RPC_Predicate
+
+# ``X as X`` imports re-export names 0.5.x's module had (it imported them): docs/migration.md 2.14.
+
 if TYPE_CHECKING:
     from .connection import ClientConnection
-    from .typing import RPC_Predicate
 
 _MISSING = object()
 

@@ -17,13 +17,13 @@ Where it lives:
   subscribers wait, in the order they joined, and are listed as soon as one leaves), each
   entry's ``info`` at most ``max_info_bytes`` (msgpack-encoded; a field that does not fit,
   or cannot be encoded, is left out and counted in ``stats["info_truncated"]``);
-- with the Redis backplane, each node also writes its members to Redis: per channel, one
-  hash of its own (``<prefix>presence:<node>:<channel>``: client -> info) and its entry in
-  the channel's sorted set of nodes (``<prefix>presence:nodes:<channel>``, scored by expiry
-  time). Both expire ``ttl`` seconds after the node last refreshed them (it does every
-  ``refresh`` seconds), so the members of a node that died without shutting down vanish
-  after at most ``ttl``; a node that shuts down cleanly removes its own at once. Node clocks
-  must agree to well within ``ttl`` (NTP);
+- with the Redis backplane, each node also writes its members to Redis (sharded: to the
+  channel's shard): per channel, one hash of its own (``<prefix>presence:<node>:<channel>``:
+  client -> info) and its entry in the channel's sorted set of nodes
+  (``<prefix>presence:nodes:<channel>``, scored by expiry time). Both expire ``ttl`` seconds
+  after the node last refreshed them (it does every ``refresh`` seconds), so the members of a
+  node that died without shutting down vanish after at most ``ttl``; a node that shuts down
+  cleanly removes its own at once. Node clocks must agree to well within ``ttl`` (NTP);
 - with the in-process :class:`~webshocket.backplane.MemoryBackplane`, the nodes sharing a
   :class:`~webshocket.backplane.MemoryHub` read each other's members directly; with any other
   backplane, or none, presence covers this node only.
@@ -62,7 +62,7 @@ import msgpack
 from .backplane import Backplane, MemoryBackplane, MemoryHub
 from .channels import ChannelIndex, literal_name
 from .exceptions import ConnectionError as BackplaneConnectionError
-from .utils import optional_config
+from .utils import gather_all, optional_config
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -356,9 +356,16 @@ class MemoryPresenceStore(PresenceStore):
             _MEMORY_NODES.get(self.hub, set()).discard(self.tracker)
 
 
+Command = tuple[Any, ...]
+
+
+def _one_shard(channel: str) -> int:
+    return 0
+
+
 @dataclass
 class _RedisState:
-    queue: deque[tuple[Any, ...]] = field(default_factory=deque)  # commands to send, in order
+    queue: deque[tuple[int, Command]] = field(default_factory=deque)  # (shard, command) to send, in order
     resync: bool = False  # a write failed: rewrite every channel at the next chance
     failing: bool = False  # the last attempt failed (warn once per outage)
 
@@ -370,6 +377,9 @@ class RedisPresenceStore(PresenceStore):
     ``refresh`` seconds the refresh of each channel with local members (a channel whose
     hash is gone, e.g. after Redis restarted, is written again in full). After a failed
     write the next one rewrites every channel, so Redis converges to this node's state.
+
+    With several Redis servers (a sharded backplane: ``urls`` and its ``shard_index``), a
+    channel's keys live on the channel's shard, each written and read there.
     """
 
     MAX_QUEUED = 10_000
@@ -377,13 +387,20 @@ class RedisPresenceStore(PresenceStore):
     CHUNK = 500
     """Channels per pipeline when refreshing."""
 
-    def __init__(self, url: str, prefix: str, options: Presence) -> None:
-        self.url = url
+    def __init__(
+        self,
+        urls: Sequence[str],
+        prefix: str,
+        options: Presence,
+        shard_index: Callable[[str], int] = _one_shard,
+    ) -> None:
+        self.urls = tuple(urls)
+        self.shard_index = shard_index
         self.prefix = prefix.encode("utf-8", "surrogatepass") + b"presence:"
         self.ttl_ms = max(1, int(options.ttl * 1000))
         self.refresh = options.refresh_interval
         self.tracker: PresenceTracker | None = None
-        self.redis: Redis | None = None
+        self.clients: list[Redis] = []  # one per URL (empty until started)
         self._state = _RedisState()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -404,16 +421,27 @@ class RedisPresenceStore(PresenceStore):
 
         self.tracker = tracker
         self._node = tracker.node.encode()
-        redis: Redis = Redis.from_url(
-            self.url, socket_connect_timeout=5.0, socket_timeout=5.0, client_name="webshocket-presence", protocol=2
-        )
+        clients: list[Redis] = [
+            Redis.from_url(
+                url, socket_connect_timeout=5.0, socket_timeout=5.0, client_name="webshocket-presence", protocol=2
+            )
+            for url in self.urls
+        ]
         try:
-            await redis.ping()
+            await gather_all(*(redis.ping() for redis in clients))
         except Exception as exc:
-            await redis.aclose()
+            for redis in clients:
+                await redis.aclose()
             raise ConnectionFailedError(f"presence cannot reach Redis: {exc}") from exc
-        self.redis = redis
+        self.clients = clients
         self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def _by_shard(self, channels: Iterable[str]) -> dict[int, list[str]]:
+        """``channels`` grouped by the index of their shard."""
+        groups: dict[int, list[str]] = {}
+        for channel in channels:
+            groups.setdefault(self.shard_index(channel), []).append(channel)
+        return groups
 
     # ------------------------------------------------------------------ writes
 
@@ -424,6 +452,7 @@ class RedisPresenceStore(PresenceStore):
         key = self.members_key(self._node, channel)
         nodes = self.nodes_key(channel)
         self._send(
+            channel,
             ("HSET", key, member.client, member.packed),
             ("PEXPIRE", key, self.ttl_ms),
             ("ZADD", nodes, self._expiry(), self._node),
@@ -433,11 +462,11 @@ class RedisPresenceStore(PresenceStore):
     def left(self, channel: str, member: _Member, emptied: bool) -> None:
         key = self.members_key(self._node, channel)
         if emptied:
-            self._send(("DEL", key), ("ZREM", self.nodes_key(channel), self._node))
+            self._send(channel, ("DEL", key), ("ZREM", self.nodes_key(channel), self._node))
         else:
-            self._send(("HDEL", key, member.client))
+            self._send(channel, ("HDEL", key, member.client))
 
-    def _send(self, *commands: tuple[Any, ...]) -> None:
+    def _send(self, channel: str, *commands: Command) -> None:
         state = self._state
         if self._task is None:
             return
@@ -445,7 +474,8 @@ class RedisPresenceStore(PresenceStore):
             state.queue.clear()  # Redis is behind: a full rewrite replaces all of it
             state.resync = True
         else:
-            state.queue.extend(commands)
+            shard = self.shard_index(channel)
+            state.queue.extend((shard, command) for command in commands)
         self._wake.set()
 
     async def _run(self) -> None:
@@ -487,22 +517,27 @@ class RedisPresenceStore(PresenceStore):
     async def _flush(self) -> None:
         queue = self._state.queue
         while queue:
-            assert self.redis is not None
-            pipe = self.redis.pipeline(transaction=False)
+            pipes: dict[int, Any] = {}
             for _ in range(min(len(queue), 1000)):
-                pipe.execute_command(*queue.popleft())
-            await pipe.execute()
+                shard, command = queue.popleft()
+                pipe = pipes.get(shard)
+                if pipe is None:
+                    pipe = pipes[shard] = self.clients[shard].pipeline(transaction=False)
+                pipe.execute_command(*command)
+            await gather_all(*(pipe.execute() for pipe in pipes.values()))
 
     def _local_channels(self) -> Iterable[str]:
         return list(self.tracker.members) if self.tracker is not None else []
 
     async def _refresh(self) -> None:
         """Extend the life of this node's entries; write again those Redis lost."""
-        channels = list(self._local_channels())
+        groups = self._by_shard(self._local_channels())
+        await gather_all(*(self._refresh_on(self.clients[shard], group) for shard, group in groups.items()))
+
+    async def _refresh_on(self, redis: Redis, channels: list[str]) -> None:
         for i in range(0, len(channels), self.CHUNK):
             chunk = channels[i : i + self.CHUNK]
-            assert self.redis is not None
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = redis.pipeline(transaction=False)
             expiry = self._expiry()
             for channel in chunk:
                 nodes = self.nodes_key(channel)
@@ -512,16 +547,19 @@ class RedisPresenceStore(PresenceStore):
             results = await pipe.execute()
             lost = [channel for k, channel in enumerate(chunk) if not results[3 * k]]
             if lost:
-                await self._rewrite(lost)
+                await self._rewrite_on(redis, lost)
 
     async def _rewrite(self, channels: list[str]) -> None:
         """Write this node's members of ``channels`` in full, replacing what Redis holds."""
+        groups = self._by_shard(channels)
+        await gather_all(*(self._rewrite_on(self.clients[shard], group) for shard, group in groups.items()))
+
+    async def _rewrite_on(self, redis: Redis, channels: list[str]) -> None:
         tracker = self.tracker
         if tracker is None:
             return
         for i in range(0, len(channels), self.CHUNK):
-            assert self.redis is not None
-            pipe = self.redis.pipeline(transaction=True)
+            pipe = redis.pipeline(transaction=True)
             expiry = self._expiry()
             for channel in channels[i : i + self.CHUNK]:
                 members = tracker.members.get(channel)
@@ -539,9 +577,9 @@ class RedisPresenceStore(PresenceStore):
     # ------------------------------------------------------------------ reads
 
     async def remote(self, channel: str) -> list[Entry]:
-        redis = self.redis
-        if redis is None:
+        if not self.clients:
             return []
+        redis = self.clients[self.shard_index(channel)]
         nodes_key = self.nodes_key(channel)
         now = time.time() * 1000
         limit = self.tracker.options.max_members if self.tracker is not None else 0
@@ -586,24 +624,41 @@ class RedisPresenceStore(PresenceStore):
                 await asyncio.sleep(0.01)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        redis, self.redis = self.redis, None
-        if redis is None:
+        clients, self.clients = self.clients, []
+        if not clients:
             return
         try:
-            channels = list(self._local_channels())
-            if channels:
-                pipe = redis.pipeline(transaction=False)
-                for channel in channels:
-                    pipe.delete(self.members_key(self._node, channel))
-                    pipe.zrem(self.nodes_key(channel), self._node)
-                await pipe.execute()
+            groups = self._by_shard(self._local_channels())
+            await gather_all(*(self._remove_on(clients[shard], group) for shard, group in groups.items()))
         except Exception as exc:
             _logger.warning("Presence: could not remove this node's members from Redis (%s); they expire", exc)
         finally:
-            await redis.aclose()
+            for redis in clients:
+                await redis.aclose()
+
+    async def _remove_on(self, redis: Redis, channels: list[str]) -> None:
+        pipe = redis.pipeline(transaction=False)
+        for channel in channels:
+            pipe.delete(self.members_key(self._node, channel))
+            pipe.zrem(self.nodes_key(channel), self._node)
+        await pipe.execute()
 
 
 # --------------------------------------------------------------------------- wiring
+
+
+def _redis_store(backplane: Backplane, options: Presence) -> RedisPresenceStore | None:
+    """The presence store of a Redis backplane (one server or sharded); None for another kind."""
+    try:
+        from .redis_backplane import RedisBackplane
+        from .redis_shards import ShardedRedisBackplane
+    except ImportError:  # no redis client installed: it cannot be a Redis backplane
+        return None
+    if isinstance(backplane, ShardedRedisBackplane):
+        return RedisPresenceStore(backplane.urls, backplane.channel_prefix, options, backplane.shard_index)
+    if isinstance(backplane, RedisBackplane):
+        return RedisPresenceStore((backplane.url,), backplane.channel_prefix, options)
+    return None
 
 
 async def start_presence(options: Presence, publish: Publish, backplane: Backplane | None) -> PresenceTracker:
@@ -615,15 +670,10 @@ async def start_presence(options: Presence, publish: Publish, backplane: Backpla
     elif isinstance(backplane, MemoryBackplane):
         store = MemoryPresenceStore(backplane.hub)
     else:
-        try:
-            from .redis_backplane import RedisBackplane
-        except ImportError:  # no redis client installed: it cannot be a RedisBackplane
-            RedisBackplane = None  # type: ignore[assignment,misc]  # noqa: N806
-        if RedisBackplane is not None and isinstance(backplane, RedisBackplane):
-            store = RedisPresenceStore(backplane.url, backplane.channel_prefix, options)
-        else:
+        redis_store = _redis_store(backplane, options)
+        if redis_store is None:
             _logger.warning("Presence covers this node only: %s has no presence store", type(backplane).__name__)
-            store = PresenceStore()
+        store = redis_store or PresenceStore()
     await store.start(tracker)
     tracker.store = store
     return tracker

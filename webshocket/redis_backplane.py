@@ -1,6 +1,7 @@
 """Redis backplane: publishes and broadcasts cross server processes through Redis pub/sub.
 
-``WebSocketServer(..., backplane="redis://host:6379/0")`` uses it. Each node keeps two
+``WebSocketServer(..., backplane="redis://host:6379/0")`` uses it (several URLs: one per shard,
+see :mod:`webshocket.redis_shards`). Each node keeps two
 connections to Redis: one sends ``PUBLISH`` commands (a single writer task, pipelined,
 so a node's publishes reach Redis in the order they were made), the other is subscribed
 to what the node's clients subscribe to.
@@ -407,6 +408,21 @@ class RedisBackplane(Backplane):
             return await asyncio.wait_for(future, timeout)
         except (asyncio.TimeoutError, TimeoutError):
             return False
+
+    # ------------------------------------------------------------------ shards (one: this one)
+
+    @property
+    def shards(self) -> tuple[RedisBackplane, ...]:
+        """The Redis servers channels are spread over: this one alone (see ``ShardedRedisBackplane``)."""
+        return (self,)
+
+    def shard_index(self, channel: str) -> int:
+        """Index in :attr:`shards` of the Redis server that carries ``channel``: 0."""
+        return 0
+
+    def shard_for(self, channel: str) -> RedisBackplane:
+        """The Redis server that carries ``channel``: this one."""
+        return self
 
     def redis_channel(self, channel: str) -> bytes:
         """The Redis channel a publish to ``channel`` goes to."""

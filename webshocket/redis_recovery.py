@@ -18,14 +18,26 @@ resumes once.
 Keys (``P`` is the backplane's channel prefix, ``C`` the channel):
 ``P h:C`` the stream, ``P m:C`` its offset, epoch and last times, ``P seq`` the
 publish sequence, ``P s:TOKEN`` a session, ``P t:TOKEN`` a resumed session's tombstone.
+
+On a sharded backplane (:class:`~webshocket.redis_shards.ShardedRedisBackplane`) each
+channel's keys, publish script and history reads go to the channel's shard, each session's
+keys to the shard ``zlib.crc32(TOKEN) % N``, and a pattern's channels are found by scanning
+every shard. ``P seq`` is then one counter per shard, so the missed messages a resume
+delivers are in publish order per channel and among the channels of one shard, but not
+across shards: the shards' lists are interleaved by the time each entry got from its own
+Redis (each list's order kept), which is only as close to publish order as the servers'
+clocks agree. A subscription's start is read from the clocks of all shards and the earliest
+is taken, so a clock that is ahead replays a little more, never less.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import secrets
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
@@ -36,10 +48,12 @@ from redis.asyncio import Redis
 from ._codec import decode_packet
 from ._fanout import Outgoing
 from .packets import Packet
-from .recovery import Recovery, Snapshot, by_sequence, split_subscriptions
+from .recovery import Recovery, Snapshot, split_subscriptions
+from .utils import gather_all
 
 if TYPE_CHECKING:
     from .redis_backplane import RedisBackplane
+    from .redis_shards import ShardedRedisBackplane
 
 __all__ = ["RedisStore"]
 
@@ -96,6 +110,8 @@ a message published on a channel just before the subscription may be replayed on
 none published after it is lost."""
 
 SessionSource = Callable[[], Iterable[tuple[str, Snapshot]]]
+Found = list[tuple[int, int, Outgoing]]
+"""Missed messages of one shard: (publish sequence number, Redis time in ms, message)."""
 
 
 def _packed(value: Any) -> bytes:
@@ -107,13 +123,15 @@ class RedisStore:
 
     shared = True
 
-    def __init__(self, config: Recovery, backplane: RedisBackplane) -> None:
+    def __init__(self, config: Recovery, backplane: RedisBackplane | ShardedRedisBackplane) -> None:
         self.config = config
         self.backplane = backplane
+        shards = backplane.shards
+        self.single = shards[0] if len(shards) == 1 else None  # one Redis: no routing per publish
         prefix = backplane.channel_prefix.encode("utf-8", "surrogatepass")
         self.prefix = prefix
-        self.redis: Redis | None = None
-        self.clock_offset_ms = 0.0  # Redis's clock minus ours
+        self.clients: list[Redis] = []  # one per shard, as backplane.shards (empty until started)
+        self.clock_offset_ms = 0.0  # Redis's clock minus ours (the earliest clock of the shards)
         self.publish_sha = backplane.load_script(PUBLISH_SCRIPT)
         self.ttl_ms = b"%d" % max(1, int(config.history_ttl * 1000))
         self.size = b"%d" % config.history_size
@@ -127,9 +145,10 @@ class RedisStore:
 
     async def start(self, sessions: SessionSource) -> None:
         """Connect, read Redis's clock, and snapshot ``sessions()`` every ``snapshot_interval``."""
-        self.redis = Redis.from_url(self.backplane.url)
-        seconds, micros = await self.redis.time()
-        self.clock_offset_ms = seconds * 1000 + micros / 1000 - time.time() * 1000
+        self.clients = [Redis.from_url(shard.url) for shard in self.backplane.shards]
+        clocks = await gather_all(*(client.time() for client in self.clients))
+        now = time.time() * 1000
+        self.clock_offset_ms = min(seconds * 1000 + micros / 1000 for seconds, micros in clocks) - now
         self.sessions = sessions
         self.task = asyncio.get_running_loop().create_task(self._snapshots())
 
@@ -141,9 +160,9 @@ class RedisStore:
             await asyncio.gather(task, return_exceptions=True)
         if self.writes:
             await asyncio.gather(*self.writes, return_exceptions=True)
-        if self.redis is not None:
-            await self.redis.aclose()
-            self.redis = None
+        clients, self.clients = self.clients, []
+        for client in clients:
+            await client.aclose()
 
     async def _snapshots(self) -> None:
         while True:
@@ -155,15 +174,15 @@ class RedisStore:
 
     async def save_all(self) -> None:
         """Write a snapshot of every session connection of this node (pipelined)."""
-        if self.redis is None or self.sessions is None:
+        if not self.clients or self.sessions is None:
             return
-        pipe = self.redis.pipeline(transaction=False)
-        count = 0
+        pipes = [client.pipeline(transaction=False) for client in self.clients]
+        counts = [0] * len(pipes)
         for token, snapshot in self.sessions():
-            pipe.eval(SAVE_SCRIPT.decode(), 2, *self._keys(token), self._encode(snapshot), self.session_ms)
-            count += 1
-        if count:
-            await pipe.execute()
+            shard = self._session_shard(token)
+            pipes[shard].eval(SAVE_SCRIPT.decode(), 2, *self._keys(token), self._encode(snapshot), self.session_ms)
+            counts[shard] += 1
+        await gather_all(*(pipe.execute() for pipe, count in zip(pipes, counts, strict=True) if count))
 
     # ------------------------------------------------------------------ publishing
 
@@ -176,14 +195,15 @@ class RedisStore:
         """Publish ``packet`` (msgpack, a CHANNEL packet without position) through Redis."""
         count = packet[0] & 0x0F  # a packet is a fixmap (at most 8 keys): 2 more for offset and epoch
         prefix = bytes((0x80 | (count + 2),)) + packet[1:] + _packed("offset")
-        self.backplane.command(
+        shard = self.single or self.backplane.shard_for(channel)
+        shard.command(
             b"EVALSHA",
             self.publish_sha,
             b"3",
             self._key(b"m:", channel),
             self._key(b"h:", channel),
             self.prefix + b"seq",
-            self.backplane.channel_key(channel),
+            shard.channel_key(channel),
             head,
             prefix,
             _packed("epoch"),
@@ -195,61 +215,85 @@ class RedisStore:
     def _key(self, kind: bytes, channel: str) -> bytes:
         return self.prefix + kind + channel.encode("utf-8", "surrogatepass")
 
+    def _client(self, channel: str) -> Redis:
+        """The Redis client of ``channel``'s shard."""
+        return self.clients[self.backplane.shard_index(channel)]
+
     # ------------------------------------------------------------------ history
 
     async def recent(self, channel: str, limit: int | None) -> list[Packet[Any]]:
         """The messages of ``channel`` still in its history, oldest first (at most the last ``limit``)."""
-        assert self.redis is not None
         if limit is not None and limit <= 0:
             return []
+        redis = self._client(channel)
         entries: Any
         if limit is None:
-            entries = await self.redis.xrange(self._key(b"h:", channel))
+            entries = await redis.xrange(self._key(b"h:", channel))
         else:
-            newest: Any = await self.redis.xrevrange(self._key(b"h:", channel), count=limit)
+            newest: Any = await redis.xrevrange(self._key(b"h:", channel), count=limit)
             entries = list(reversed(newest or []))
         return [decode_packet(fields[b"b"], False) for _id, fields in entries]
 
     async def latest(self, channel: str) -> Outgoing | None:
         """The last message of ``channel`` still in its history."""
-        assert self.redis is not None
-        entries: Any = await self.redis.xrevrange(self._key(b"h:", channel), count=1)
+        entries: Any = await self._client(channel).xrevrange(self._key(b"h:", channel), count=1)
         return Outgoing.from_msgpack(entries[0][1][b"b"]) if entries else None
 
     async def missed(
         self, subscriptions: Mapping[str, int], positions: Mapping[str, tuple[str, int]]
     ) -> list[Outgoing] | None:
-        """What a session with these subscriptions missed, in publish order; None if some may be lost."""
-        assert self.redis is not None
+        """What a session with these subscriptions missed, in publish order; None if some may be lost.
+
+        With shards: in publish order per shard, the shards interleaved by Redis time (see above).
+        """
         channels, patterns = split_subscriptions(subscriptions)
         for pattern, start in patterns.items():
             for name in await self._channels_matching(pattern):
                 channels[name] = min(start, channels.get(name, start))
         if not channels:
             return []
-        names = list(channels)
-        pipe = self.redis.pipeline(transaction=False)
+        by_shard: dict[int, list[str]] = {}
+        for name in channels:
+            by_shard.setdefault(self.backplane.shard_index(name), []).append(name)
+        reads = (self._missed_on(self.clients[shard], names, channels, positions) for shard, names in by_shard.items())
+        found = await gather_all(*reads)
+        if any(picked is None for picked in found):
+            return None
+        lists = [picked for picked in found if picked is not None]
+        ordered = lists[0] if len(lists) == 1 else heapq.merge(*lists, key=_by_time)
+        return [out for _seq, _ms, out in ordered]
+
+    async def _missed_on(
+        self, redis: Redis, names: list[str], starts: Mapping[str, int], positions: Mapping[str, tuple[str, int]]
+    ) -> Found | None:
+        """What was missed on channels ``names`` of one shard, by publish sequence; None if some are lost."""
+        pipe = redis.pipeline(transaction=False)
         for name in names:
             pipe.hgetall(self._key(b"m:", name))
             pipe.xrange(self._key(b"h:", name))
         replies = await pipe.execute()
-        found: list[tuple[int, Outgoing]] = []
+        found: Found = []
         for i, name in enumerate(names):
             meta: dict[bytes, bytes] = replies[2 * i]
             entries: list[tuple[bytes, dict[bytes, bytes]]] = replies[2 * i + 1]
-            picked = _missed_in(meta, entries, channels[name], positions.get(name))
+            picked = _missed_in(meta, entries, starts[name], positions.get(name))
             if picked is None:
                 return None
             found.extend(picked)
-        found.sort(key=by_sequence)
-        return [out for _seq, out in found]
+        found.sort(key=_by_sequence)
+        return found
 
     async def _channels_matching(self, pattern: str) -> list[str]:
-        """Channels with history that ``pattern`` matches (a SCAN of the history keys)."""
-        assert self.redis is not None
+        """Channels with history that ``pattern`` matches (a SCAN of the history keys of every shard)."""
+        names: list[str] = []
+        for found in await gather_all(*(self._scan(client, pattern) for client in self.clients)):
+            names.extend(found)
+        return names
+
+    async def _scan(self, redis: Redis, pattern: str) -> list[str]:
         start = len(self.prefix) + 2
         names = []
-        async for key in self.redis.scan_iter(match=self.prefix + b"h:*", count=1000):
+        async for key in redis.scan_iter(match=self.prefix + b"h:*", count=1000):
             name = key[start:].decode("utf-8", "surrogatepass")
             if fnmatchcase(name, pattern):
                 names.append(name)
@@ -263,12 +307,12 @@ class RedisStore:
 
     def forget(self, token: str) -> None:
         """A session that ended on purpose: it cannot be resumed."""
-        if self.redis is not None:
-            self._write(self.redis.delete(self._keys(token)[0]))
+        if self.clients:
+            self._write(self.clients[self._session_shard(token)].delete(self._keys(token)[0]))
 
     async def _save(self, token: str, snapshot: Snapshot) -> None:
-        assert self.redis is not None
-        await self.redis.eval(SAVE_SCRIPT.decode(), 2, *self._keys(token), self._encode(snapshot), self.session_ms)
+        redis = self.clients[self._session_shard(token)]
+        await redis.eval(SAVE_SCRIPT.decode(), 2, *self._keys(token), self._encode(snapshot), self.session_ms)
 
     async def settle(self) -> None:
         """Wait for the session writes under way (a takeover parks, then claims at once)."""
@@ -287,9 +331,10 @@ class RedisStore:
 
     async def claim(self, token: str) -> Snapshot | None:
         """Take the session of ``token`` (once); None if there is none."""
-        if self.redis is None or len(token) > 64:
+        if not self.clients or len(token) > 64:
             return None
-        raw = await self.redis.eval(CLAIM_SCRIPT.decode(), 2, *self._keys(token), self.session_ms)
+        redis = self.clients[self._session_shard(token)]
+        raw = await redis.eval(CLAIM_SCRIPT.decode(), 2, *self._keys(token), self.session_ms)
         if raw is None:
             return None
         try:
@@ -298,6 +343,11 @@ class RedisStore:
         except Exception as exc:
             _logger.warning("Recovery: dropped an unreadable session snapshot: %s", exc)
             return None
+
+    def _session_shard(self, token: str) -> int:
+        """Index of the shard (client) that keeps the session of ``token``."""
+        count = len(self.clients)
+        return zlib.crc32(token.encode("utf-8", "surrogatepass")) % count if count > 1 else 0
 
     def _keys(self, token: str) -> tuple[bytes, bytes]:
         raw = token.encode("utf-8", "surrogatepass")
@@ -321,13 +371,26 @@ class RedisStore:
         return _packed([state, snapshot.subscriptions])
 
 
+def _by_sequence(item: tuple[int, int, Outgoing]) -> int:
+    return item[0]
+
+
+def _by_time(item: tuple[int, int, Outgoing]) -> int:
+    return item[1]
+
+
+def _entry_ms(entry_id: bytes) -> int:
+    """The Redis time (ms) of a stream entry, from its ID."""
+    return int(entry_id.split(b"-")[0])
+
+
 def _missed_in(
     meta: dict[bytes, bytes],
     entries: list[tuple[bytes, dict[bytes, bytes]]],
     start: int,
     position: tuple[str, int] | None,
-) -> list[tuple[int, Outgoing]] | None:
-    """The entries of one channel a session missed (by publish sequence); None if some are lost."""
+) -> Found | None:
+    """The entries of one channel a session missed (sequence, time, message); None if some are lost."""
     if not meta:  # no history (none published, or it expired)
         return None if position is not None else []
     if position is not None:
@@ -338,7 +401,7 @@ def _missed_in(
         lowest = int(entries[0][1][b"o"]) if entries else last + 1
         if seen + 1 < lowest:
             return None  # trimmed past what the client saw
-        return [(int(f[b"s"]), Outgoing.from_msgpack(f[b"b"])) for _id, f in entries if int(f[b"o"]) > seen]
+        return [(int(f[b"s"]), _entry_ms(i), Outgoing.from_msgpack(f[b"b"])) for i, f in entries if int(f[b"o"]) > seen]
     if entries:
         if int(entries[0][1][b"p"]) > start:
             return None  # an entry published after the subscription started was trimmed
@@ -346,6 +409,7 @@ def _missed_in(
         return None
     picked = []
     for entry_id, f in entries:
-        if int(entry_id.split(b"-")[0]) > start:
-            picked.append((int(f[b"s"]), Outgoing.from_msgpack(f[b"b"])))
+        ms = _entry_ms(entry_id)
+        if ms > start:
+            picked.append((int(f[b"s"]), ms, Outgoing.from_msgpack(f[b"b"])))
     return picked

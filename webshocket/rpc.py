@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import dis
 import inspect
+import numbers
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .typing import RateLimitConfig, RateLimitKey, RPC_Predicate
+from .typing import RPCDecorator as RPCDecorator
 from .utils import parse_duration
+
+# ``X as X`` imports re-export names 0.5.x's module had (it imported them): docs/migration.md 2.14.
 
 __all__ = ["rate_limit", "rpc_method"]
 
@@ -89,7 +93,7 @@ def rpc_method(alias_name: str | None = None, requires: RPC_Predicate | None = N
 
 def rate_limit(
     *,
-    limit: int,
+    limit: float,
     period: str | float = "1s",
     disconnect_on_limit_exceeded: bool = False,
     key: RateLimitKey = None,
@@ -102,8 +106,9 @@ def rate_limit(
     is also closed with 1013 (try again later). Stacks with ``@rpc_method`` in
     either order. Calls refused by ``requires=`` count too.
 
-    Edge values behave as in 0.5.x: ``limit`` 0 or below refuses every call; a ``period``
-    of zero or below does not limit at all.
+    Edge values behave as in 0.5.x: ``limit`` 0 or below refuses every call; a fractional
+    ``limit`` allows the next whole number of calls (2.5: 3); an infinite (or NaN) ``limit``
+    and a ``period`` of zero or below do not limit at all.
 
     ``key`` chooses whose calls share a bucket: None or ``"connection"`` (default, as in
     0.5.x: each connection its own, so a reconnect starts afresh), ``"address"`` (the
@@ -111,8 +116,8 @@ def rate_limit(
     e.g. ``key=lambda c: c.session_state.get("user_id")`` (None: the connection's own
     bucket). Keyed buckets are shared by every connection of the key in this process.
     """
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise TypeError(f"rate_limit(limit=...) must be an integer, got {limit!r}")
+    if not isinstance(limit, numbers.Real):
+        raise TypeError(f"rate_limit(limit=...) must be a number, got {limit!r}")
     if key == "connection":
         key = None
     if key is not None and key != "address" and not callable(key):

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import re
 import signal
 import ssl
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from picows import (
+    WSAutoPingStrategy,
     WSUpgradeRequest,
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
@@ -37,7 +39,7 @@ from .exceptions import WebSocketError
 from .handler import DefaultWebSocketHandler, Subscribers, WebSocketHandler, hub_of
 from .presence import Presence, start_presence
 from .recovery import SESSION_SUBPROTOCOLS, MemoryStore, Recovery
-from .request import Reject, Request, seed_session
+from .request import Reject, Request, seed_session, share_headers
 
 if TYPE_CHECKING:
     from .hub import Store
@@ -48,20 +50,53 @@ __all__ = ["WebSocketServer", "make_backplane"]
 H = TypeVar("H", bound=WebSocketHandler[Any])
 
 
-def make_backplane(backplane: str | Backplane | None) -> Backplane | None:
-    """The backplane a server option names: None, a Backplane, or a ``redis://`` URL."""
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_URL_SEPARATOR = re.compile(r",(?![^/]*@)")  # a comma with "@" after it (before any "/") is in a password
+
+
+def split_urls(text: str) -> list[str]:
+    """The URLs of a str of comma-separated URLs (a password may hold commas: those before an ``@``)."""
+    return [part.strip() for part in _URL_SEPARATOR.split(text)]
+
+
+def redis_urls(backplane: str | Sequence[str]) -> list[str]:
+    """The Redis URLs a ``backplane`` option names: one URL, a list, or a str of comma-separated URLs.
+
+    Raises:
+        ValueError: a part that is not a ``redis://``, ``rediss://`` or ``unix://`` URL (named), or none.
+    """
+    parts = split_urls(backplane) if isinstance(backplane, str) else backplane
+    urls: list[str] = []
+    for part in parts:
+        url = part.strip() if isinstance(part, str) else part
+        if not isinstance(url, str) or not url.startswith(REDIS_SCHEMES):
+            whole = "" if url == backplane else f" (in {backplane!r})"
+            raise ValueError(f"backplane must be a redis:// URL or a Backplane instance, got {url!r}{whole}")
+        urls.append(url)
+    if not urls:
+        raise ValueError("backplane: an empty list of Redis URLs")
+    return urls
+
+
+def make_backplane(backplane: str | Sequence[str] | Backplane | None) -> Backplane | None:
+    """The backplane a server option names: None, a Backplane, a ``redis://`` URL, or several
+    (a list, or one str with commas) for a :class:`~webshocket.redis_shards.ShardedRedisBackplane`."""
     if backplane is None or isinstance(backplane, Backplane):
         return backplane
-    if isinstance(backplane, str) and backplane.startswith(("redis://", "rediss://", "unix://")):
-        try:
-            from .redis_backplane import RedisBackplane
-        except ImportError as exc:
-            raise ImportError(
-                f"backplane={backplane!r} needs the redis client: pip install 'redis>=5.0.1,<9' ({exc})"
-            ) from exc
-        redis_backplane: Backplane = RedisBackplane(backplane)
-        return redis_backplane
-    raise ValueError(f"backplane must be a redis:// URL or a Backplane instance, got {backplane!r}")
+    if not isinstance(backplane, (str, list, tuple)):
+        raise ValueError(f"backplane must be a redis:// URL or a Backplane instance, got {backplane!r}")
+    urls = redis_urls(backplane)
+    try:
+        from .redis_backplane import RedisBackplane
+    except ImportError as exc:
+        raise ImportError(
+            f"backplane={backplane!r} needs the redis client: pip install 'redis>=5.0.1,<9' ({exc})"
+        ) from exc
+    if len(urls) == 1:
+        return RedisBackplane(urls[0])
+    from .redis_shards import ShardedRedisBackplane
+
+    return ShardedRedisBackplane(urls)
 
 
 def offered_subprotocols(request: WSUpgradeRequest) -> list[str]:
@@ -82,11 +117,12 @@ def make_store(recovery: Recovery, backplane: Backplane | None) -> Store:
     """Where channel history and sessions live: in memory, or in Redis with the Redis backplane."""
     if backplane is None:
         return MemoryStore(recovery)
-    if type(backplane).__name__ == "RedisBackplane":  # imported only when in use (redis is optional)
+    if type(backplane).__name__ in ("RedisBackplane", "ShardedRedisBackplane"):  # redis is optional
         from .redis_backplane import RedisBackplane
         from .redis_recovery import RedisStore
+        from .redis_shards import ShardedRedisBackplane
 
-        if isinstance(backplane, RedisBackplane):
+        if isinstance(backplane, (RedisBackplane, ShardedRedisBackplane)):
             return RedisStore(recovery, backplane)
     raise ValueError(
         "recovery with a backplane needs the history in the backplane: not supported by "
@@ -129,6 +165,49 @@ def refusal(status: int, reason: str, headers: Mapping[str, str] | None = None) 
     )
 
 
+PING_IDLE_TIMEOUT = 20.0
+"""Seconds of silence before a client is pinged (picows's ``auto_ping_idle_timeout`` default)."""
+PING_REPLY_TIMEOUT = 20.0
+"""Seconds a pinged client has to answer (picows's ``auto_ping_reply_timeout`` default)."""
+_PICOWS_LOGGER = logging.LoggerAdapter(logging.getLogger("webshocket.server.picows"), {})
+"""picows's logger: an adapter, not a Logger, so that picows does not make a child logger per connection."""
+
+
+def keep_alive(options: dict[str, Any]) -> tuple[float, float] | None:
+    """Take picows's ``auto_ping_*`` options out of ``options`` when the server's own keep-alive
+    does what they ask (ping when idle, one timer for all connections): its (idle, reply)
+    timeouts, or None when it is off. The periodic strategy is left to picows."""
+    if options.get("auto_ping_strategy", WSAutoPingStrategy.PING_WHEN_IDLE) != WSAutoPingStrategy.PING_WHEN_IDLE:
+        options.setdefault("enable_auto_ping", True)
+        return None
+    enabled = options.pop("enable_auto_ping", True)
+    idle = options.pop("auto_ping_idle_timeout", PING_IDLE_TIMEOUT)
+    reply = options.pop("auto_ping_reply_timeout", PING_REPLY_TIMEOUT)
+    options.pop("auto_ping_strategy", None)
+    options["enable_auto_ping"] = False
+    return (float(idle), float(reply)) if enabled else None
+
+
+_RESPONSES: dict[str | None, WSUpgradeResponse] = {}  # subprotocol -> the 101 response the others copy
+
+
+def switching_protocols(subprotocol: str | None) -> WSUpgradeResponse:
+    """A 101 response (naming ``subprotocol``), its headers copied from one made once: the copies
+    share the header names and values, which picows would make anew for each connection and keep
+    as long as it lasts (~500 bytes each)."""
+    template = _RESPONSES.get(subprotocol)
+    if template is None:
+        extra = None if subprotocol is None else {"Sec-WebSocket-Protocol": subprotocol}
+        template = _RESPONSES[subprotocol] = WSUpgradeResponse.create_101_response(extra_headers=extra)
+        template.to_bytes()  # as picows does with each: multidict then keeps the names in the form its copies share
+    response = WSUpgradeResponse()
+    response.version = template.version
+    response.status = template.status
+    response.headers = template.headers.copy()
+    response.body = None
+    return response
+
+
 def wants_framework(request: WSUpgradeRequest) -> bool:
     """True when the upgrade request asks for the ``webshocket.v1`` subprotocol."""
     return DEFAULT_WEBSHOCKET_SUBPROTOCOL in offered_subprotocols(request)
@@ -149,8 +228,9 @@ class WebSocketServer(Generic[H]):
         clientHandler: the handler class; one instance serves every connection.
         ssl_context: a server-side SSL context for ``wss://``.
         max_connection: refuse clients beyond this many (HTTP 503 at upgrade).
-        packet_qsize: packets queued per connection for ``recv()`` before reading pauses.
-        rpc_task_limit: RPCs running at once in this server; more are queued.
+        packet_qsize: packets queued per connection for ``recv()`` before reading pauses
+            (0 or less: no bound on their number, as in 0.5.x; ``max_queued_bytes`` still applies).
+        rpc_task_limit: RPCs running at once in this server; more are queued (0: no bound, as in 0.5.x).
         max_subscribed_channels: channels and patterns per connection (0 or None: no limit).
         max_message_size: largest message accepted; above it the connection is closed with 1009.
         max_send_buffer: outgoing bytes buffered per connection before it counts as a slow consumer.
@@ -160,7 +240,11 @@ class WebSocketServer(Generic[H]):
             from that connection pauses until half of them are done.
         backplane: scale out over several processes or machines: ``"redis://host:port/db"``
             or a :class:`~webshocket.backplane.Backplane`. Publishes and broadcasts then
-            reach the clients of every node. None (default): this process only.
+            reach the clients of every node. Several Redis servers, as a list of URLs or one
+            string of comma-separated URLs, shard the channels: each channel lives on one
+            server, chosen by a hash of its name, so every node must list the same servers in
+            the same order (:class:`~webshocket.redis_shards.ShardedRedisBackplane`). None
+            (default): this process only.
         workers: processes :meth:`run` starts, sharing the port (``SO_REUSEPORT``), each
             with its own event loop. Pub/sub crosses workers only through a backplane.
         rpc_task_reserve: RPC tasks each connection may always run, whatever the others do.
@@ -215,7 +299,7 @@ class WebSocketServer(Generic[H]):
         max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
         slow_consumer_policy: str = "disconnect",
         max_inflight_rpcs: int = DEFAULT_MAX_INFLIGHT_RPCS,
-        backplane: str | Backplane | None = None,
+        backplane: str | Sequence[str] | Backplane | None = None,
         workers: int = 1,
         rpc_task_reserve: int = 4,
         rpc_task_share: int | None = None,
@@ -269,6 +353,7 @@ class WebSocketServer(Generic[H]):
         if self.config.recovery is not None:
             self._hub.enable_recovery(make_store(self.config.recovery, self.backplane))
         self._server: asyncio.Server | None = None
+        self._serving: asyncio.Future[None] | None = None  # serve_forever() of the picows server, while awaited
         self._core: Any = None
         self._accept_queue: asyncio.Queue[ClientConnection[Any]] | None = None
         self.stats: dict[str, int] = self._hub.stats  # counters, see STAT_NAMES
@@ -369,6 +454,7 @@ class WebSocketServer(Generic[H]):
             return WSUpgradeResponseWithListener(
                 WSUpgradeResponse.create_error_response(503, b"Server is full, try again later."), None
             )
+        share_headers(request)  # picows keeps it as long as the connection: ~1.2 KiB less
         handshake: Request | None = None
         if self._handshake_hook is not None or self.config.origin_policy is not None:  # once per connection
             screened = self._screen(request)
@@ -379,7 +465,7 @@ class WebSocketServer(Generic[H]):
             session = wants_session(request)
             if session is not None:  # the client asks for a session: the subprotocol says which dialect
                 return WSUpgradeResponseWithListener(
-                    WSUpgradeResponse.create_101_response(extra_headers={"Sec-WebSocket-Protocol": session}),
+                    switching_protocols(session),
                     _listener.ServerListener(
                         self._core,
                         ClientType.FRAMEWORK if SESSION_SUBPROTOCOLS[session] else ClientType.GENERIC,
@@ -389,17 +475,17 @@ class WebSocketServer(Generic[H]):
                 )
         if wants_framework(request):
             return WSUpgradeResponseWithListener(
-                WSUpgradeResponse.create_101_response(
-                    extra_headers={"Sec-WebSocket-Protocol": DEFAULT_WEBSHOCKET_SUBPROTOCOL}
-                ),
+                switching_protocols(DEFAULT_WEBSHOCKET_SUBPROTOCOL),
                 _listener.ServerListener(self._core, ClientType.FRAMEWORK, request=handshake),
             )
         if "Sec-WebSocket-Protocol" in request.headers and JSON_SUBPROTOCOL in offered_subprotocols(request):
             return WSUpgradeResponseWithListener(  # a JSON client that names its dialect (browsers need an echo)
-                WSUpgradeResponse.create_101_response(extra_headers={"Sec-WebSocket-Protocol": JSON_SUBPROTOCOL}),
+                switching_protocols(JSON_SUBPROTOCOL),
                 _listener.ServerListener(self._core, ClientType.GENERIC, request=handshake),
             )
-        return _listener.ServerListener(self._core, ClientType.GENERIC, request=handshake)
+        return WSUpgradeResponseWithListener(
+            switching_protocols(None), _listener.ServerListener(self._core, ClientType.GENERIC, request=handshake)
+        )
 
     def _screen(self, raw: WSUpgradeRequest) -> Request | WSUpgradeResponseWithListener | None:
         """``allowed_origins``, then ``on_handshake``: the refusal, or the request the hook saw (None: no hook)."""
@@ -438,10 +524,16 @@ class WebSocketServer(Generic[H]):
     def _on_open(self, conn: ClientConnection[Any]) -> None:
         if self._accept_queue is not None:
             self._accept_queue.put_nowait(conn)
-        self.logger.debug("New connection from %s", conn.remote_address)
+        if self.logger.isEnabledFor(logging.DEBUG):  # the address is looked up (and kept) only then
+            self.logger.debug("New connection from %s", conn.remote_address)
 
     async def start(self, **kwargs: Any) -> WebSocketServer[H]:
-        """Bind and start accepting connections (extra kwargs go to picows/asyncio)."""
+        """Bind and start accepting connections (extra kwargs go to picows/asyncio).
+
+        ``use_aiofastnet=False`` (picows 2.3+, which uses aiofastnet's transport when it is
+        installed) takes uvloop's own: ~5 KiB less per connection, ~10-15% more server CPU per
+        fan-out delivery (benchmarks/README.md, "Memory per connection").
+        """
         if self._server is not None:
             return self
         self._core = _listener.ServerCore(self.handler, self._hub, self.config, self._on_open)
@@ -464,6 +556,9 @@ class WebSocketServer(Generic[H]):
                 raise
         self.state = ServerState.SERVING
         kwargs.setdefault("read_buffer_init_size", DEFAULT_READ_BUFFER_SIZE)
+        timeouts = keep_alive(kwargs)
+        if timeouts is not None:
+            self._core.keep_alive(*timeouts)
         kwargs.setdefault("websocket_handshake_timeout", self.config.handshake_timeout)
         if self.ssl_context is not None and self.config.handshake_timeout is not None:
             kwargs.setdefault("ssl_handshake_timeout", self.config.handshake_timeout)
@@ -474,9 +569,8 @@ class WebSocketServer(Generic[H]):
                 self.port,
                 ssl=self.ssl_context,
                 max_frame_size=self.config.max_message_size,
-                enable_auto_ping=True,
                 enable_auto_pong=False,  # the listener answers pings after checking them
-                logger_name="webshocket.server.picows",
+                logger_name=_PICOWS_LOGGER,
                 **kwargs,
             )
         except BaseException:
@@ -494,12 +588,16 @@ class WebSocketServer(Generic[H]):
         server = self._server
         if server is None:
             return
+        serving = self._serving = asyncio.ensure_future(server.serve_forever())
         try:
-            await server.serve_forever()
+            await serving
         except asyncio.CancelledError:
             if self._server is None:  # closed by close(): a normal end
                 return
+            serving.cancel()  # our caller cancelled: stop accepting
             raise
+        finally:
+            self._serving = None
 
     def run(
         self,
@@ -563,6 +661,8 @@ class WebSocketServer(Generic[H]):
         self._server = None
         self.state = ServerState.CLOSED
         server.close()
+        if self._serving is not None:  # uvloop's Server.close() does not end serve_forever(), asyncio's does
+            self._serving.cancel()
         await self._core.shutdown(timeout)
         store = self._hub.store
         if store is not None and store.shared:  # after the clients left: their sessions are parked

@@ -6,6 +6,10 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeAlias, TypeVar, overload
 
+from .packets import Packet as Packet
+
+# ``X as X`` imports re-export names 0.5.x's module had (it imported them): docs/migration.md 2.14.
+
 if TYPE_CHECKING:
     from .connection import ClientConnection
 
@@ -29,7 +33,7 @@ class RPCDecorator(Protocol):
 
 Serializable: TypeAlias = Any
 """Anything the codec can write: None, bool, int, float, str, bytes, list, tuple, set,
-dict, dataclasses, enums, UUIDs, dates, and :class:`~webshocket.Packet`."""
+dict, dataclasses, ``msgspec.Struct`` values, enums, UUIDs, dates, and :class:`~webshocket.Packet`."""
 
 
 class RPC_Function(Protocol):  # noqa: N801 - 0.5.x name
@@ -56,7 +60,7 @@ user id in its session state; when it returns None, the connection's own bucket 
 class RateLimitConfig:
     """``limit`` calls per ``period`` seconds, per connection or per ``key``."""
 
-    limit: int
+    limit: float
     period: float
     disconnect_on_limit_exceeded: bool
     key: RateLimitKey = None

@@ -1,11 +1,14 @@
-"""Small helpers: call ids, duration strings and on/off options."""
+"""Small helpers: call ids, duration strings, on/off options, awaiting several things at once."""
 
+import asyncio
 import os
 import time
+from collections.abc import Awaitable
 from itertools import count
 from typing import TypeVar
 
 _Option = TypeVar("_Option")
+_Result = TypeVar("_Result")
 
 _id_counter = count(1)
 _id_prefix = f"{os.getpid():x}{int(time.time()) & 0xFFFF:x}"
@@ -50,3 +53,17 @@ def optional_config(value: bool | _Option | None, kind: type[_Option], name: str
     if isinstance(value, kind):
         return value
     raise TypeError(f"{name} must be True, False or a webshocket.{kind.__name__}, got {value!r}")
+
+
+async def gather_all(*work: Awaitable[_Result]) -> list[_Result]:
+    """Await ``work`` at once; once every one is done, raise the first error (else return the results).
+
+    Unlike ``asyncio.gather``, an error does not leave the others running unobserved.
+    """
+    results = await asyncio.gather(*work, return_exceptions=True)
+    done: list[_Result] = []
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+        done.append(result)
+    return done

@@ -25,7 +25,7 @@ cdef class Sink:
     cdef public bint drop
     cdef public Py_ssize_t dropped
     cdef public dict stats
-    cdef public object on_slow
+    cdef public object owner
     cdef public Py_ssize_t max_backlog
     cdef public bint patient
     cdef public bint corked

@@ -11,6 +11,7 @@ cdef class MessageListener(WSListener):
     cdef public list fragments
     cdef public Py_ssize_t fragments_size
     cdef public bint fragments_text
+    cdef public bint heard
 
     cpdef on_message(self, bytes payload)
     cpdef on_close_frame(self, WSTransport transport, WSFrame frame)

@@ -46,6 +46,10 @@ cdef class ServerCore:
     cdef public object on_open
     cdef public object keyed
     cdef public dict sessions
+    cdef public double tick_interval
+    cdef public Py_ssize_t ping_after
+    cdef public Py_ssize_t close_after
+    cdef public object ticking
 
     cpdef call(self, ServerListener engine, object request)
     cpdef bint within_limit(self, ServerListener engine, object name, object limit) except -1
@@ -56,6 +60,8 @@ cdef class ServerCore:
     cdef _serve_ready(self)
     cdef _failed(self, ServerListener engine, object call_id, object exc)
     cpdef receive(self, ServerListener engine, object packet, Py_ssize_t size=*)
+    @cython.locals(engine=ServerListener, ping_after=Py_ssize_t, close_after=Py_ssize_t)
+    cpdef tick(self)
     cpdef watch(self, ServerListener engine)
     cpdef drop_work(self, ServerListener engine)
     cpdef str error_text(self, object exc, str what)
@@ -96,6 +102,7 @@ cdef class ServerListener(MessageListener):
     cdef public bint wants_session
     cdef public object session
     cdef public bint parkable
+    cdef public Py_ssize_t silent
 
     cpdef on_ws_connected(self, WSTransport transport)
     cpdef fail(self, WSTransport transport, object code, bytes reason)

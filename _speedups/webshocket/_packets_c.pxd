@@ -1,6 +1,8 @@
 # Augmenting declarations: Cython compiles webshocket/_packets_py.py (through the symlink
 # _packets_c.py) into webshocket._packets_c with these C fields. The compiled codec
 # fills them directly: ``from webshocket._packets_c cimport Packet, RPCRequest, RPCResponse``.
+# No cdef/cpdef methods: an instance needs no vtable, so one msgspec builds field by field
+# (codec.pyx's publish(), docs/migration.md 3.17) is complete.
 cimport cython
 
 
@@ -31,5 +33,3 @@ cdef class Packet:
     cdef public object correlation_id
     cdef public object offset
     cdef public object epoch
-
-    cpdef tuple _values(self)
