@@ -3,7 +3,7 @@
 ``webshocket capacity --connections 200000 --publishes 20000 --fanout 50 [--recovery]``
 (``python -m webshocket.bench.capacity``) prints the plan; ``--costs FILE`` reads measured
 costs (a JSON object with the fields of :class:`Costs`) instead of the defaults, which were
-measured on the 2-core VM of benchmarks/README.md.
+measured on a 2-core AMD EPYC VM (docs/scaling.md says how).
 
 Every worker process is a node to Redis (each keeps its own two connections), so the
 model counts processes, one per core. A publish costs:
@@ -37,10 +37,10 @@ __all__ = ["Costs", "Plan", "Workload", "main", "plan", "processes_reached"]
 class Costs:
     """Measured unit costs (microseconds of one core; KiB)."""
 
-    node_us_per_delivery: float = 0.95
-    node_us_per_envelope: float = 25.0
-    node_us_per_publish: float = 25.0
-    node_kib_per_connection: float = 17.3
+    node_us_per_delivery: float = 3.2
+    node_us_per_envelope: float = 80.0
+    node_us_per_publish: float = 50.0
+    node_kib_per_connection: float = 12.4
     redis_us_per_publish: float = 1.4
     redis_us_per_node: float = 0.27
     redis_us_per_recovered_publish: float = 33.0
