@@ -37,7 +37,7 @@ def test_recovery_multiplies_what_redis_needs() -> None:
     plain = plan(Workload(**load))
     recovered = plan(Workload(**load, recovery=True))
     assert plain.processes == recovered.processes
-    assert recovered.redis_cores > 5 * plain.redis_cores
+    assert recovered.redis_cores > 3 * plain.redis_cores  # 33 us against 1.4, + 0.27 us per process
     assert plain.redis_shards == 1 and recovered.redis_shards >= 2
 
 
