@@ -32,6 +32,7 @@ from webshocket.testing import serve as running_server
 from webshocket.testing import wait_until
 
 __all__ = [
+    "FAST_RETRY",
     "HOST",
     "HOT_MODULES",
     "NO_EXTENSIONS",
@@ -55,6 +56,16 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------------------- servers and clients
+
+#: Client options that notice a cut link after ~0.4 s of silence and reconnect fast (recovery tests).
+FAST_RETRY: dict[str, Any] = {
+    "retry": True,
+    "max_retry_attempt": 100,
+    "retry_interval": 0.05,
+    "max_retry_interval": 0.2,
+    "auto_ping_idle_timeout": 0.2,
+    "auto_ping_reply_timeout": 0.2,
+}
 
 
 class Adder(WebSocketHandler[Any]):

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from helpers import HOST, Proxy, running_server, wait_until
+from helpers import FAST_RETRY, HOST, Proxy, running_server, wait_until
 from websockets.asyncio.client import connect as ws_connect
 
 from webshocket import (
@@ -28,16 +28,6 @@ from webshocket import (
     WebSocketServer,
     rpc_method,
 )
-
-#: Notice a cut after ~0.4 s of silence, and retry fast.
-FAST: dict[str, Any] = {
-    "retry": True,
-    "max_retry_attempt": 100,
-    "retry_interval": 0.05,
-    "max_retry_interval": 0.2,
-    "auto_ping_idle_timeout": 0.2,
-    "auto_ping_reply_timeout": 0.2,
-}
 
 
 class Room(WebSocketHandler[Any]):
@@ -108,7 +98,7 @@ async def test_cut_link_resumes_session_and_every_message_exactly_once_in_order(
     async with running_server(Room, recovery=True) as server, through_proxy(server) as (proxy, port):
         client = events.client(port)
         try:
-            await client.connect(**FAST)
+            await client.connect(**FAST_RETRY)
             assert client.recovered is False  # a new session
             assert (await client.send_rpc("join", "news")).data == ["news"]
             await client.send_rpc("remember", "cart", [1, 2, 3])
@@ -136,7 +126,7 @@ async def test_resume_covers_pattern_subscriptions_across_channels_in_publish_or
     async with running_server(Room, recovery=True) as server, through_proxy(server) as (proxy, port):
         client = events.client(port)
         try:
-            await client.connect(**FAST)
+            await client.connect(**FAST_RETRY)
             await client.send_rpc("join", "room.*")
             server.publish("room.a", "a1")
             assert (await client.recv(5)).data == "a1"
@@ -186,7 +176,7 @@ async def test_history_trimmed_past_the_clients_position_is_not_recovered() -> N
     async with running_server(Room, recovery=recovery) as server, through_proxy(server) as (proxy, port):
         client = events.client(port)
         try:
-            await client.connect(**FAST)
+            await client.connect(**FAST_RETRY)
             await client.send_rpc("join", "news")
             server.publish("news", 0)
             assert (await client.recv(5)).data == 0
@@ -211,7 +201,7 @@ async def test_expired_session_starts_a_new_one() -> None:
     async with running_server(Room, recovery=recovery) as server, through_proxy(server) as (proxy, port):
         client = events.client(port, session=True)
         try:
-            await client.connect(**{**FAST, "retry_interval": 1.0, "max_retry_interval": 1.0})
+            await client.connect(**{**FAST_RETRY, "retry_interval": 1.0, "max_retry_interval": 1.0})
             await client.send_rpc("join", "news")
             proxy.cut()
             await wait_until(lambda: events.reconnects != [], timeout=15)
@@ -227,7 +217,7 @@ async def test_a_client_back_before_its_old_connection_dropped_takes_the_session
     async with running_server(Room, recovery=True) as server, through_proxy(server) as (proxy, port):
         client = events.client(port)
         try:
-            await client.connect(**FAST)
+            await client.connect(**FAST_RETRY)
             await client.send_rpc("join", "news")
             assert len(server.clients) == 1
             proxy.cut()
@@ -521,7 +511,7 @@ async def test_client_of_a_killed_node_resumes_on_another_node_through_redis(red
         async with proxy.running() as port:
             client = events.client(port)
             try:
-                await client.connect(**FAST)
+                await client.connect(**FAST_RETRY)
                 assert client.recovered is False
                 assert (await client.send_rpc("join", "news")).data is True
                 await client.send_rpc("set_team", "red")

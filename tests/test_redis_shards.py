@@ -15,7 +15,7 @@ import msgpack
 import pytest
 import redis.asyncio
 from backplane_node import NodeHandler
-from helpers import HOST, Proxy, uri_of, wait_until
+from helpers import FAST_RETRY, HOST, Proxy, uri_of, wait_until
 from redis_server import NodeProcess, RedisServer, free_port, redis_available
 
 from webshocket import (
@@ -38,15 +38,6 @@ from webshocket.server import make_backplane
 needs_redis = pytest.mark.skipif(not redis_available(), reason="redis-server is not installed")
 
 PREFIX = "shard:"
-#: Notice a cut after ~0.4 s of silence, and retry fast (as tests/test_recovery.py).
-FAST: dict[str, Any] = {
-    "retry": True,
-    "max_retry_attempt": 100,
-    "retry_interval": 0.05,
-    "max_retry_interval": 0.2,
-    "auto_ping_idle_timeout": 0.2,
-    "auto_ping_reply_timeout": 0.2,
-}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -306,7 +297,7 @@ async def test_a_client_of_a_killed_node_resumes_with_missed_messages_of_both_sh
         async with proxy.running() as port:
             client = WebSocketClient(f"ws://{HOST}:{port}", on_reconnect=reconnects.append)
             stack.push_async_callback(client.close)
-            await client.connect(**FAST)
+            await client.connect(**FAST_RETRY)
             await joined(client, *news)
             await client.send_rpc("set_team", "red")
             await publisher.connect()
