@@ -302,6 +302,17 @@ def test_open_loop_points_take_their_rate_from_the_servers_peak() -> None:
     runs = [{"server": "ours", "scenario": "fanout-100x64", "ok": True, "publishes_per_s": 400.0}]
     assert run.open_loop_rate(fanout, kind, runs, plan) == {"peak": 400.0, "peak_of": "fanout-100x64", "rate": 200.0}
     assert [s.key for s in plan].index("rpc-50x16") < [s.key for s in plan].index("rpc-open-90")
+    # the same-load points: every server is offered a share of the slowest server's peak
+    same = next(s for s in plan if s.key == "rpc-same-50")
+    runs = [
+        {"server": "ours", "scenario": "rpc-50x16", "ok": True, "calls_per_s": 4000.0},
+        {"server": "raw-picows", "scenario": "rpc-50x16", "ok": True, "calls_per_s": 1000.0},
+        {"server": "node-ws", "scenario": "rpc-50x16", "ok": False, "calls_per_s": 10.0},  # failed: not counted
+    ]
+    expected = {"peak": 1000.0, "peak_of": "rpc-50x16", "rate": 500.0}
+    assert run.open_loop_rate(same, kind, runs, plan) == expected
+    assert run.open_loop_rate(same, run.SERVERS["raw-picows"], runs, plan) == expected
+    assert run.open_loop_rate(same, kind, [], plan) == {"peak": None, "peak_of": "rpc-50x16", "rate": None}
     assert next(s for s in plan if s.kind == "patterns").server_options == ("--max-subscriptions", "0")
 
 

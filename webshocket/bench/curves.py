@@ -131,6 +131,33 @@ def scenarios(
                 fraction=pct / 100,
             )
         )
+    for pct in loads:  # the same offered load for every server: a share of the slowest peak
+        out.append(
+            Scenario(
+                f"rpc-same-{pct}",
+                f"RPC add, open loop at {pct}% of the slowest server's peak, 50 conns",
+                "rpc-open",
+                {"connections": 50},
+                curve="latency-rpc-same",
+                x=pct,
+                base=RPC_BASE.key,
+                fraction=pct / 100,
+                shared=True,
+            )
+        )
+        out.append(
+            Scenario(
+                f"fanout-same-{subscribers[0]}-{pct}",
+                f"fan-out to {subscribers[0]:,}, open loop at {pct}% of the slowest server's peak",
+                "fanout-open",
+                {"subscribers": subscribers[0], "size": 64},
+                curve="latency-fanout-same",
+                x=pct,
+                base=fanout_base.key,
+                fraction=pct / 100,
+                shared=True,
+            )
+        )
     out.append(
         Scenario(
             f"memory-{idle}", f"memory, {idle:,} idle connections", "memory", {"idle": idle}, curve="memory", x=idle
@@ -207,6 +234,28 @@ CURVES: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
     "latency-fanout": (
         "Publish-to-delivery latency, open loop at a share of each server's closed-loop fan-out peak",
         "load, % of peak",
+        [
+            ("achieved_per_s", "achieved deliveries/s"),
+            ("p50_us", "p50"),
+            ("p99_us", "p99"),
+            ("p99.9_us", "p99.9"),
+            ("server_us_per_delivery", "server CPU per delivery"),
+        ],
+    ),
+    "latency-rpc-same": (
+        "RPC latency, open loop, the same offered load for every server (a share of the slowest one's rpc-50x16 peak)",
+        "load, % of the slowest peak",
+        [
+            ("achieved_per_s", "achieved calls/s"),
+            ("p50_us", "p50"),
+            ("p99_us", "p99"),
+            ("p99.9_us", "p99.9"),
+            ("server_us_per_call", "server CPU per call"),
+        ],
+    ),
+    "latency-fanout-same": (
+        "Publish-to-delivery latency, open loop, the same offered load for every server (a share of the slowest peak)",
+        "load, % of the slowest peak",
         [
             ("achieved_per_s", "achieved deliveries/s"),
             ("p50_us", "p50"),

@@ -205,6 +205,7 @@ class Scenario:
     x: float = 0.0
     base: str = ""
     fraction: float = 0.0
+    shared: bool = False  # open loop: ``fraction`` of the lowest peak of the run's servers, the same load for all
     server_options: tuple[str, ...] = ()
 
     def meta(self) -> dict[str, Any]:
@@ -257,13 +258,17 @@ def open_loop_rate(
     scenario: Scenario, kind: ServerKind, runs: list[dict[str, Any]], plan: list[Scenario]
 ) -> dict[str, Any] | None:
     """For an open-loop point: ``kind``'s peak so far (the median of its passing ``scenario.base``
-    runs), the scenario it came from and the ``rate`` offered (None without a peak); None otherwise."""
+    runs; for a ``shared`` point the lowest such peak of the run's servers), the scenario it came
+    from and the ``rate`` offered (None without a peak); None otherwise."""
     if not scenario.base:
         return None
     from . import curves
 
     base = next(s for s in plan if s.key == scenario.base)
     peak = curves.peak(runs, kind.key, base)
+    if scenario.shared and peak:  # the same offered load for every server: a share of the slowest one's peak
+        peaks = [curves.peak(runs, server, base) for server in {r["server"] for r in runs if r["scenario"] == base.key}]
+        peak = min(p for p in peaks if p)
     return {"peak": peak, "peak_of": base.key, "rate": peak * scenario.fraction if peak else None}
 
 
@@ -569,6 +574,8 @@ curves (--curves, issue 17; each point a scenario, medians of --repeat runs like
   rpc-open-<pct>           open-loop latency p50/p99/p99.9 at --loads 50,90 % of each server's peak, taken
   fanout-open-<n>-<pct>    from its closed-loop rpc-50x16 / fanout-<n>x64 runs of the same suite run (run
                            first, and added when --scenarios leaves them out); achieved vs offered rate
+  rpc-same-<pct>,          the same, every server offered the same rate: --loads % of the slowest server's
+  fanout-same-<n>-<pct>    peak (p99 at equal load)
   memory-<n>               RSS per idle connection at --idle (19000) connections
   default servers: all but the Redis kinds. Outputs: curves.json, curves.md (a table per curve),
   curves-<curve>.png (one chart per curve) in --out.
