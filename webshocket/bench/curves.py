@@ -55,6 +55,26 @@ def fanout_point(subscribers: int) -> Scenario:
     )
 
 
+def open_loop_point(which: str, pct: int, subscribers: int, base: Scenario, *, shared: bool) -> Scenario:
+    """An open-loop latency point (``which``: "rpc" or "fanout") at ``pct`` % of ``base``'s peak: the
+    server's own (``rpc-open-<pct>``, ``fanout-open-<n>-<pct>``) or, ``shared``, the slowest server's
+    (``rpc-same-<pct>``, ``fanout-same-<n>-<pct>``)."""
+    variant, share = ("same", "the slowest server's peak") if shared else ("open", "peak")
+    if which == "rpc":
+        key, label, kind, params = (
+            f"rpc-{variant}-{pct}",
+            f"RPC add, open loop at {pct}% of {share}, 50 conns",
+            "rpc-open",
+            {"connections": 50},
+        )
+    else:
+        key = f"fanout-{variant}-{subscribers}-{pct}"
+        label = f"fan-out to {subscribers:,}, open loop at {pct}% of {share}"
+        kind, params = "fanout-open", {"subscribers": subscribers, "size": 64}
+    curve = f"latency-{which}" + ("-same" if shared else "")
+    return Scenario(key, label, kind, params, curve=curve, x=pct, base=base.key, fraction=pct / 100, shared=shared)
+
+
 def scenarios(
     subscribers: list[int],
     channels: list[int],
@@ -105,59 +125,14 @@ def scenarios(
     if fanout_base.key not in {s.key for s in out}:
         out.append(fanout_base)
     out.append(RPC_BASE)
-    for pct in loads:
-        out.append(
-            Scenario(
-                f"rpc-open-{pct}",
-                f"RPC add, open loop at {pct}% of peak, 50 conns",
-                "rpc-open",
-                {"connections": 50},
-                curve="latency-rpc",
-                x=pct,
-                base=RPC_BASE.key,
-                fraction=pct / 100,
-            )
-        )
-    for pct in loads:
-        out.append(
-            Scenario(
-                f"fanout-open-{subscribers[0]}-{pct}",
-                f"fan-out to {subscribers[0]:,}, open loop at {pct}% of peak",
-                "fanout-open",
-                {"subscribers": subscribers[0], "size": 64},
-                curve="latency-fanout",
-                x=pct,
-                base=fanout_base.key,
-                fraction=pct / 100,
-            )
-        )
+    n = subscribers[0]
+    out += [open_loop_point("rpc", pct, n, RPC_BASE, shared=False) for pct in loads]
+    out += [open_loop_point("fanout", pct, n, fanout_base, shared=False) for pct in loads]
     for pct in loads:  # the same offered load for every server: a share of the slowest peak
-        out.append(
-            Scenario(
-                f"rpc-same-{pct}",
-                f"RPC add, open loop at {pct}% of the slowest server's peak, 50 conns",
-                "rpc-open",
-                {"connections": 50},
-                curve="latency-rpc-same",
-                x=pct,
-                base=RPC_BASE.key,
-                fraction=pct / 100,
-                shared=True,
-            )
-        )
-        out.append(
-            Scenario(
-                f"fanout-same-{subscribers[0]}-{pct}",
-                f"fan-out to {subscribers[0]:,}, open loop at {pct}% of the slowest server's peak",
-                "fanout-open",
-                {"subscribers": subscribers[0], "size": 64},
-                curve="latency-fanout-same",
-                x=pct,
-                base=fanout_base.key,
-                fraction=pct / 100,
-                shared=True,
-            )
-        )
+        out += [
+            open_loop_point(which, pct, n, base, shared=True)
+            for which, base in (("rpc", RPC_BASE), ("fanout", fanout_base))
+        ]
     out.append(
         Scenario(
             f"memory-{idle}", f"memory, {idle:,} idle connections", "memory", {"idle": idle}, curve="memory", x=idle
@@ -430,15 +405,9 @@ def fd_note(data: dict[str, Any]) -> str:
 def markdown(data: dict[str, Any]) -> str:
     """``curves.md``."""
     meta = data["meta"]
-    m = meta["machine"]
     s = meta["settings"]
-    source = "installed package" if m.get("installed") else f"commit {m['commit']}{', dirty' if m['dirty'] else ''}"
     lines = [
-        "# Cost curves (issue 17)",
-        "",
-        f"`{meta['command']}` — {meta['started']}, {meta['wall_s'] / 60:.1f} min.",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}; Python {m['python']}, "
-        f"webshocket {m['webshocket']} ({source}), picows {m['picows']}, uvloop {m['uvloop']}, msgpack {m['msgpack']}.",
+        *report.run_header(meta, "Cost curves (issue 17)"),
         f"Each point is the median of {s['repeat']} run(s) of {s['duration_s']:g} s after {s['warmup_s']:g} s of "
         "warm-up; "
         + (

@@ -214,20 +214,27 @@ def cell(summary: dict[str, Any], server: str, scenario: str, metric: str) -> st
     return text
 
 
-def markdown(data: dict[str, Any]) -> str:
-    """The tables of ``e2e.md``."""
-    meta = data["meta"]
+def run_header(meta: dict[str, Any], title: str) -> list[str]:
+    """The first lines of a results file: its title, the command that made it, the machine."""
     m = meta["machine"]
-    s = meta["settings"]
-    summary = data["summary"]
-    servers = list(meta["servers"])
     source = "installed package" if m.get("installed") else f"commit {m['commit']}{', dirty' if m['dirty'] else ''}"
-    lines = [
-        "# End-to-end benchmark",
+    return [
+        f"# {title}",
         "",
         f"`{meta['command']}` — {meta['started']}, {meta['wall_s'] / 60:.1f} min.",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}; Python {m['python']}, "
         f"webshocket {m['webshocket']} ({source}), picows {m['picows']}, uvloop {m['uvloop']}, msgpack {m['msgpack']}.",
+    ]
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The tables of ``e2e.md``."""
+    meta = data["meta"]
+    s = meta["settings"]
+    summary = data["summary"]
+    servers = list(meta["servers"])
+    lines = [
+        *run_header(meta, "End-to-end benchmark"),
         f"Each figure is the median of {s['repeat']} run(s) of {s['duration_s']:g} s after {s['warmup_s']:g} s "
         f"of warm-up; "
         + (
