@@ -242,8 +242,7 @@ async def flood(
 
 def buffered(conn: Conn) -> int:
     """Bytes the server holds for ``conn``: the transport's write buffer plus frames queued for this iteration."""
-    queued = conn._engine.sink.out_size if conn._engine.sink.out is not None else 0
-    return conn._engine.transport.underlying_transport.get_write_buffer_size() + queued
+    return conn._engine.sink.backlog()
 
 
 def healthy_subscriber(server: WebSocketServer[Any], seen: list[int]) -> WebSocketClient:

@@ -300,7 +300,7 @@ def test_send_on_a_closed_connection_drops_the_data_or_raises(first: str | None,
     handshake = None
     if first is not None:
         handshake = SimpleNamespace(recv=object(), sent=object(), recv_then_sent=first == "client")
-    transport = SimpleNamespace(close_handshake=handshake)
+    transport = SimpleNamespace(close_handshake=handshake, underlying_transport=None)
     engine = SimpleNamespace(is_open=False, transport=transport, hub=SimpleNamespace(clients=set()))
     conn = ClientConnection(engine, Sink(transport, False))  # type: ignore[arg-type]
     if listed:

@@ -87,10 +87,16 @@ class Sink:
         patient: bool = True,
     ) -> None:
         self.transport = transport  # picows WSTransport
+        self.writer = transport.underlying_transport  # its socket transport, which writes
         self.as_json = as_json
         self.open = True
         self.blocked = False  # the transport's write buffer is above its high-water mark
-        self.out: list[bytes] | None = None  # frames waiting for the end of this loop iteration
+        # Frames waiting for the end of this loop iteration: the first alone in ``first`` (no
+        # list, nothing for the garbage collector, when a connection gets one frame per
+        # iteration, as subscribers of many different channels do), all of them in ``out``
+        # from the second on.
+        self.first: bytes | None = None
+        self.out: list[bytes] | None = None
         self.out_size = 0
         self.flusher = flusher  # None: write at once
         self.max_out = max_out
@@ -107,27 +113,41 @@ class Sink:
         """Queue frames for the end of this loop iteration (written at once without a flusher)."""
         if not self.open:
             return
-        out = self.out
-        if out is None:
+        first = self.first
+        if first is None:
             flusher = self.flusher
             if flusher is None:
-                self.transport.underlying_transport.write(frames)
+                self.writer.write(frames)
                 return
-            self.out = [frames]
+            self.first = frames
             self.out_size = len(frames)
             flusher.add(self)
+            return
+        out = self.out
+        if out is None:
+            self.out = [first, frames]
         else:
             out.append(frames)
-            self.out_size += len(frames)
+        self.out_size += len(frames)
 
     def send(self, frames: bytes) -> None:
         """Queue an RPC reply (never dropped). Its caller is waiting: once ``flush_frames`` are
         queued they are written at once, so a long batch of requests starts being answered
         before it is all handled."""
         self.queue(frames)
-        out = self.out
-        if out is not None and (len(out) >= self.flush_frames or self.out_size > self.max_out):
+        if self.first is not None and (self.queued_frames() >= self.flush_frames or self.out_size > self.max_out):
             self.flush()  # past max_out the transport's high-water mark must see it: backpressure now
+
+    def queued_frames(self) -> int:
+        """How many frames wait for the end of this loop iteration."""
+        if self.first is None:
+            return 0
+        out = self.out
+        return 1 if out is None else len(out)
+
+    def queued_size(self) -> int:
+        """Bytes of the frames waiting for the end of this loop iteration."""
+        return 0 if self.first is None else self.out_size
 
     def push(self, frames: bytes) -> bool:
         """Queue a pushed packet (send, publish, broadcast); False if the slow-consumer policy refused it.
@@ -150,7 +170,7 @@ class Sink:
         if not self.open:
             return False
         if not self.blocked:
-            if self.out is None or self.out_size + size <= self.max_out:
+            if self.first is None or self.out_size + size <= self.max_out:
                 return True
             self.flush()  # the transport's high-water mark decides (pause_writing sets blocked)
             if not self.blocked and not self.corked:
@@ -162,8 +182,7 @@ class Sink:
 
     def backlog(self) -> int:
         """Bytes held for this connection: the transport's write buffer and the frames queued."""
-        queued = self.out_size if self.out is not None else 0
-        return int(self.transport.underlying_transport.get_write_buffer_size()) + queued
+        return int(self.writer.get_write_buffer_size()) + self.queued_size()
 
     def slow(self) -> None:
         """A push found the outgoing buffer full: drop and count it, or close (code 4008)."""
@@ -185,28 +204,35 @@ class Sink:
 
     def flush(self) -> None:
         """Write the queued frames now (unless corked)."""
-        out = self.out
-        if out is not None and not self.corked:
+        first = self.first
+        if first is not None and not self.corked:
+            out = self.out
+            self.first = None
             self.out = None
             transport = self.transport
             if not transport.is_close_frame_sent and not transport.is_disconnected:
-                if len(out) == 1:
-                    transport.underlying_transport.write(out[0])
+                if out is None:
+                    self.writer.write(first)
                 else:
-                    transport.underlying_transport.writelines(out)
+                    self.writer.writelines(out)
 
     def uncork(self, front: list[bytes], keep: bool) -> None:
         """Write ``front``, then the frames queued while corked (``keep``; else they are dropped), now."""
         self.corked = False
+        first = self.first
         out = self.out
+        self.first = None
         self.out = None
-        frames = front + out if keep and out is not None else front
         self.out_size = 0
+        frames = front
+        if keep and first is not None:
+            frames = front + ([first] if out is None else out)
         if frames and self.open:
-            self.out = frames
             size = 0
             for frames_of_one in frames:
                 size += len(frames_of_one)
+            self.first = frames[0]
+            self.out = frames if len(frames) > 1 else None
             self.out_size = size
             self.flush()
 

@@ -14,9 +14,11 @@ cdef class Flusher:
 
 cdef class Sink:
     cdef public object transport
+    cdef public object writer
     cdef public bint as_json
     cdef public bint open
     cdef public bint blocked
+    cdef public bytes first
     cdef public list out
     cdef public Py_ssize_t out_size
     cdef public Flusher flusher
@@ -32,6 +34,8 @@ cdef class Sink:
 
     cpdef queue(self, bytes frames)
     cpdef send(self, bytes frames)
+    cpdef Py_ssize_t queued_frames(self) except -1
+    cpdef Py_ssize_t queued_size(self) except -1
     cpdef bint push(self, bytes frames) except -1
     cpdef bint admit(self, Py_ssize_t size) except -1
     cpdef Py_ssize_t backlog(self) except -1
