@@ -17,7 +17,10 @@ load generator pinned to their own cores); what is new is how they are grouped a
 * ``latency``: RPC and publish-to-delivery latency percentiles under an open-loop load at a share of
   each server's peak (``rpc-open-<pct>``, ``fanout-open-<n>-<pct>``); the peak is the median of
   the closed-loop ``rpc-50x16`` / ``fanout-<n>x64`` runs of the same server earlier in the same
-  suite run (the runner puts them first and adds them when ``--scenarios`` leaves them out);
+  suite run (the runner puts them first and adds them when ``--scenarios`` leaves them out). The
+  publish-to-delivery points use ``--latency-subscribers`` (100), not the fan-out curve's 1,000: the
+  load generator reads its subscribers one after another on one core (~20 µs each here), so with
+  1,000 a publish takes it ~20 ms to read out whatever the server, and every server's p99 is that;
 * ``memory``: RSS per idle connection (``memory-<n>``, 19,000 in the full run).
 
 :func:`finish` writes ``curves.json`` (every run, the medians, the curves), ``curves.md`` (a table
@@ -83,8 +86,10 @@ def scenarios(
     parallel: list[int],
     loads: list[int],
     idle: int,
+    latency_subscribers: int,
 ) -> list[Scenario]:
-    """Every point of every curve, the closed-loop peaks before the open-loop points that use them."""
+    """Every point of every curve, the closed-loop peaks before the open-loop points that use them
+    (publish-to-delivery ones with ``latency_subscribers``)."""
     out = [fanout_point(n) for n in subscribers]
     for count in channels:
         each = subscriptions // count
@@ -121,11 +126,11 @@ def scenarios(
                 x=count,
             )
         )
-    fanout_base = fanout_point(subscribers[0])
+    n = latency_subscribers
+    fanout_base = fanout_point(n)
     if fanout_base.key not in {s.key for s in out}:
         out.append(fanout_base)
     out.append(RPC_BASE)
-    n = subscribers[0]
     out += [open_loop_point("rpc", pct, n, RPC_BASE, shared=False) for pct in loads]
     out += [open_loop_point("fanout", pct, n, fanout_base, shared=False) for pct in loads]
     for pct in loads:  # the same offered load for every server: a share of the slowest peak

@@ -251,6 +251,7 @@ def curve_plan(args: argparse.Namespace) -> list[Scenario]:
         args.parallel_counts,
         args.load_percents,
         args.idle,
+        args.latency_subscribers,
     )
 
 
@@ -573,7 +574,8 @@ curves (--curves, issue 17; each point a scenario, medians of --repeat runs like
                            connections cycling in parallel (--parallel 1,8,32)
   rpc-open-<pct>           open-loop latency p50/p99/p99.9 at --loads 50,90 % of each server's peak, taken
   fanout-open-<n>-<pct>    from its closed-loop rpc-50x16 / fanout-<n>x64 runs of the same suite run (run
-                           first, and added when --scenarios leaves them out); achieved vs offered rate
+                           first, and added when --scenarios leaves them out); achieved vs offered rate;
+                           n = --latency-subscribers (100)
   rpc-same-<pct>,          the same, every server offered the same rate: --loads % of the slowest server's
   fanout-same-<n>-<pct>    peak (p99 at equal load)
   memory-<n>               RSS per idle connection at --idle (19000) connections
@@ -619,6 +621,12 @@ def parse_args(argv: list[str] | None, prog: str = "webshocket bench") -> argpar
     parser.add_argument("--patterns", help="curves: non-matching patterns (0,1000,100000; quick: 0,100,1000)")
     parser.add_argument("--parallel", help="curves: connections cycling in parallel, churn (1,8,32; quick: 1,4)")
     parser.add_argument("--loads", help="curves: open-loop loads, %% of each server's closed-loop peak (50,90)")
+    parser.add_argument(
+        "--latency-subscribers",
+        type=int,
+        help="curves: subscribers of the open-loop publish-to-delivery points (100): with more, "
+        "the time the load generator takes to read a publish out of them all is every server's latency",
+    )
     parser.add_argument(
         "--servers",
         default=None,
@@ -686,6 +694,7 @@ def parse_args(argv: list[str] | None, prog: str = "webshocket bench") -> argpar
         "patterns": "0,100,1000" if quick else "0,1000,100000",
         "parallel": "1,4" if quick else "1,8,32",
         "loads": "50,90",
+        "latency_subscribers": 100,
         "settle": 0.3 if quick else 1.0,
     }
     for name, value in defaults.items():
@@ -713,9 +722,10 @@ def parse_args(argv: list[str] | None, prog: str = "webshocket bench") -> argpar
         parser.error("--repeat, --duration and --idle must be positive, --warmup not negative")
     if args.curves:
         counts = [*args.subscriber_counts, *args.channel_counts, *args.parallel_counts, *args.load_percents]
+        counts += [args.subscriptions, args.latency_subscribers]
         if not all(args.subscriber_counts and args.channel_counts and args.parallel_counts and args.load_percents):
             parser.error("--subscribers, --channels, --parallel and --loads need at least one value each")
-        if min(counts) < 1 or min(args.pattern_counts, default=0) < 0 or args.subscriptions < 1:
+        if min(counts) < 1 or min(args.pattern_counts, default=0) < 0:
             parser.error("curve counts must be positive (patterns: not negative)")
         if any(args.subscriptions % c for c in args.channel_counts):
             parser.error(f"--subscriptions {args.subscriptions} must be a multiple of every --channels count")
