@@ -345,6 +345,10 @@ def test_runner_curves_quick_writes_tables_and_charts(tmp_path: Path) -> None:
     for heading in ("Fan-out vs subscribers", "Fan-out vs channels", "non-matching patterns", "churn", "RPC latency"):
         assert heading in table, heading
     assert "| 10 | server CPU per delivery |" in table and "| 50% | offered → achieved /s |" in table
+    assert "| 10 | server CPU in the kernel |" in table and "| 1 | server CPU in the kernel |" in table  # churn
+    for server in ("ours", "raw-picows"):  # stime over utime + stime of the server: some of each
+        assert 0 < runs[(server, "channels-10x10")]["server_kernel_share"] < 1
+        assert 0 < runs[(server, "churn-1")]["server_kernel_share"] < 1
     assert "Server CPU per publish over that with no patterns" in table and "RLIMIT_NOFILE" in table
     for curve in ("subscribers", "channels", "patterns", "churn", "latency-rpc", "latency-fanout"):
         assert (out / f"curves-{curve}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", curve
@@ -422,6 +426,7 @@ def test_runner_scale_out_through_redis(tmp_path: Path) -> None:
     spread = two["subscribers_per_worker"]
     assert len(spread) == 2 and min(spread) > 0 and sum(spread) == 100, spread  # both workers had subscribers
     assert two["server_cpu"] is not None and two["redis_cpu"] is not None
+    assert 0 < two["server_kernel_share"] < 1  # summed over the parent and both workers
     redis_pid = data["meta"]["redis"]["pid"]
     assert not alive(redis_pid) and not any(alive(pid) for pid in workers)
     ratio = next(r for r in data["ratios"] if r["scenario"] == "fanout-100x64")

@@ -165,12 +165,20 @@ def peak(runs: list[dict[str, Any]], server: str, base: Scenario) -> float | Non
 
 # --------------------------------------------------------------------------- tables
 
+#: the share of the server's CPU spent in the kernel (stime / utime + stime from /proc): what no
+#: server-side code can cut, the floor of its CPU per delivery / handshake on this machine
+KERNEL_ROW = "server CPU in the kernel"
+
 #: curve -> (title, x label, [(metric, label)]); the first metric is the rate drawn on the left
 CURVES: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
     "subscribers": (
         "Fan-out vs subscribers (one channel, 64 B, 8 publishes in flight)",
         "subscribers",
-        [("deliveries_per_s", "deliveries/s"), ("server_us_per_delivery", "server CPU per delivery")],
+        [
+            ("deliveries_per_s", "deliveries/s"),
+            ("server_us_per_delivery", "server CPU per delivery"),
+            ("server_kernel_share", KERNEL_ROW),
+        ],
     ),
     "channels": (
         "Fan-out vs channels, same total of subscriptions (publishes round-robin, 8 in flight per channel, at most 64)",
@@ -180,6 +188,7 @@ CURVES: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
             ("server_us_per_delivery", "server CPU per delivery"),
             ("publishes_per_s", "publishes/s"),
             ("server_us_per_publish", "server CPU per publish"),
+            ("server_kernel_share", KERNEL_ROW),
         ],
     ),
     "patterns": (
@@ -197,6 +206,7 @@ CURVES: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
         [
             ("handshakes_per_s", "handshakes/s"),
             ("server_us_per_handshake", "server CPU per handshake"),
+            ("server_kernel_share", KERNEL_ROW),
             ("p99_us", "p99 cycle time"),
         ],
     ),
@@ -423,7 +433,10 @@ def markdown(data: dict[str, Any]) -> str:
         "Every reply and delivery is verified; a run with an error is failed and not counted. "
         "\\* = load-generator-bound (it used more than 90% of its core while the server used less: the rate "
         "understates the server, the server's CPU per delivery / publish / handshake does not depend on it); "
-        "† = both cores above 90%. Server CPU per X = the server's CPU time over the window / the X in it.",
+        "† = both cores above 90%. Server CPU per X = the server's CPU time over the window / the X in it. "
+        "Server CPU in the kernel = the share of that time the kernel spent for the server (stime over "
+        "utime + stime, /proc): its system calls and, over loopback, the TCP work they do for the receiving "
+        "side; no change to the server's own code cuts it.",
     ]
     note = fd_note(data)
     if note:

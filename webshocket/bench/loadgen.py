@@ -123,14 +123,32 @@ _unpack_seq = struct.Struct(">Q").unpack_from
 # --------------------------------------------------------------------------- helpers
 
 
-def proc_cpu_seconds(pid: int) -> float | None:
-    """utime + stime of process ``pid`` in seconds (None when it is gone)."""
+def proc_cpu_split(pid: int) -> tuple[float, float] | None:
+    """``(utime, stime)`` of process ``pid`` in seconds: user space, kernel (None when it is gone)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of process ``pid`` in seconds (None when it is gone)."""
+    split = proc_cpu_split(pid)
+    return None if split is None else split[0] + split[1]
+
+
+def pids_kernel_seconds(pids: Sequence[int]) -> float | None:
+    """Summed stime (CPU time in the kernel: system calls, and on loopback the TCP receive work
+    they trigger) of ``pids`` in seconds (None when there are none or one is gone)."""
+    total = 0.0
+    for pid in pids:
+        split = proc_cpu_split(pid)
+        if split is None:
+            return None
+        total += split[1]
+    return total if pids else None
 
 
 def proc_rss_kib(pid: int) -> int | None:
@@ -239,12 +257,15 @@ class Window:
         self.redis_cpu: float | None = None
         self._t = self._c = 0.0
         self._s: float | None = None
+        self._k: float | None = None  # the server's kernel time at start
+        self.server_kernel: float | None = None
         self._r: float | None = None
         self._each: dict[int, tuple[float | None, float | None]] = {}  # pid -> CPU seconds at start, at stop
 
     def start(self) -> None:
         self._each = {pid: (proc_cpu_seconds(pid), None) for pid in self.pids}
         self._s = pids_cpu_seconds(self.pids)
+        self._k = pids_kernel_seconds(self.pids)
         self._r = proc_cpu_seconds(self.redis_pid) if self.redis_pid else None
         self._c = time.process_time()
         self._t = time.perf_counter()
@@ -256,6 +277,9 @@ class Window:
         self._each = {pid: (began, proc_cpu_seconds(pid)) for pid, (began, _) in self._each.items()}
         if self._s is not None and end is not None:
             self.server_cpu = end - self._s
+        kernel = pids_kernel_seconds(self.pids)
+        if self._k is not None and kernel is not None:
+            self.server_kernel = kernel - self._k
         redis_end = proc_cpu_seconds(self.redis_pid) if self.redis_pid else None
         if self._r is not None and redis_end is not None:
             self.redis_cpu = redis_end - self._r
@@ -270,6 +294,8 @@ class Window:
         loadgen = self.cpu / self.wall if self.wall else 0.0
         server = self.server_cpu / self.wall if self.wall and self.server_cpu is not None else None
         out = {"seconds": self.wall, "loadgen_cpu": loadgen, "server_cpu": server, "saturated": loadgen > SATURATED}
+        if self.server_cpu and self.server_kernel is not None:
+            out["server_kernel_share"] = self.server_kernel / self.server_cpu  # of the server's CPU
         if self.redis_pid:
             out["redis_cpu"] = self.redis_cpu / self.wall if self.wall and self.redis_cpu is not None else None
         return out

@@ -76,7 +76,7 @@ def figures(run: dict[str, Any]) -> dict[str, float]:
     lag = run.get("send_lag_us") or {}
     if "p99" in lag:
         out["lag_p99_us"] = float(lag["p99"])
-    for key in ("loadgen_cpu", "server_cpu", "redis_cpu"):
+    for key in ("loadgen_cpu", "server_cpu", "redis_cpu", "server_kernel_share"):
         if isinstance(run.get(key), (int, float)):
             out[key] = float(run[key])
     if "server_cpu" in out:  # the server side's cost, Redis included
@@ -179,7 +179,7 @@ def fmt(metric: str, value: float | None) -> str:
         return f"{value:,.0f} µs" if value >= 100 else f"{value:,.1f} µs"
     if metric == "bytes_per_connection":
         return f"{value / 1024:,.1f} KiB"
-    if metric.endswith("_cpu"):
+    if metric.endswith(("_cpu", "_share")):
         return f"{value:.0%}"
     return f"{value:,.0f}"
 
