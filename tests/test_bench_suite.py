@@ -314,6 +314,11 @@ def test_open_loop_points_take_their_rate_from_the_servers_peak() -> None:
     assert run.open_loop_rate(same, run.SERVERS["raw-picows"], runs, plan) == expected
     assert run.open_loop_rate(same, kind, [], plan) == {"peak": None, "peak_of": "rpc-50x16", "rate": None}
     assert next(s for s in plan if s.kind == "patterns").server_options == ("--max-subscriptions", "0")
+    # publish-to-delivery latency has its own subscriber count, and its closed-loop peak run with it
+    args = ["--curves", "--quick", "--latency-subscribers", "20", "--out", "/tmp/unused"]
+    keys = [s.key for s in run.curve_plan(run.parse_args(args))]
+    assert "fanout-open-20-50" in keys and "fanout-same-20-90" in keys and "fanout-open-100-50" not in keys
+    assert keys.index("fanout-20x64") < keys.index("fanout-open-20-50")
 
 
 def test_runner_curves_quick_writes_tables_and_charts(tmp_path: Path) -> None:
