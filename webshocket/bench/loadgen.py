@@ -139,18 +139,6 @@ def proc_cpu_seconds(pid: int) -> float | None:
     return None if split is None else split[0] + split[1]
 
 
-def pids_kernel_seconds(pids: Sequence[int]) -> float | None:
-    """Summed stime (CPU time in the kernel: system calls, and on loopback the TCP receive work
-    they trigger) of ``pids`` in seconds (None when there are none or one is gone)."""
-    total = 0.0
-    for pid in pids:
-        split = proc_cpu_split(pid)
-        if split is None:
-            return None
-        total += split[1]
-    return total if pids else None
-
-
 def proc_rss_kib(pid: int) -> int | None:
     """VmRSS of process ``pid`` in KiB (None when it is gone)."""
     try:
@@ -229,15 +217,23 @@ def percentiles(samples_ns: array[int], points: Sequence[float] = (50, 90, 99, 9
     return out
 
 
+def pids_cpu_split(pids: Sequence[int]) -> tuple[float, float] | None:
+    """Summed ``(utime, stime)`` of ``pids`` in seconds: user space, and the kernel (system calls,
+    and over loopback the TCP receive work they trigger); None when there are none or one is gone."""
+    user = kernel = 0.0
+    for pid in pids:
+        split = proc_cpu_split(pid)
+        if split is None:
+            return None
+        user += split[0]
+        kernel += split[1]
+    return (user, kernel) if pids else None
+
+
 def pids_cpu_seconds(pids: Sequence[int]) -> float | None:
     """Summed utime + stime of ``pids`` in seconds (None when there are none or one is gone)."""
-    total = 0.0
-    for pid in pids:
-        seconds = proc_cpu_seconds(pid)
-        if seconds is None:
-            return None
-        total += seconds
-    return total if pids else None
+    split = pids_cpu_split(pids)
+    return None if split is None else split[0] + split[1]
 
 
 def server_pids(spec: dict[str, Any]) -> list[int]:
@@ -264,8 +260,8 @@ class Window:
 
     def start(self) -> None:
         self._each = {pid: (proc_cpu_seconds(pid), None) for pid in self.pids}
-        self._s = pids_cpu_seconds(self.pids)
-        self._k = pids_kernel_seconds(self.pids)
+        began = pids_cpu_split(self.pids)
+        self._s, self._k = (None, None) if began is None else (began[0] + began[1], began[1])
         self._r = proc_cpu_seconds(self.redis_pid) if self.redis_pid else None
         self._c = time.process_time()
         self._t = time.perf_counter()
@@ -273,11 +269,11 @@ class Window:
     def stop(self) -> None:
         self.wall = time.perf_counter() - self._t
         self.cpu = time.process_time() - self._c
-        end = pids_cpu_seconds(self.pids)
+        ended = pids_cpu_split(self.pids)
+        end, kernel = (None, None) if ended is None else (ended[0] + ended[1], ended[1])
         self._each = {pid: (began, proc_cpu_seconds(pid)) for pid, (began, _) in self._each.items()}
         if self._s is not None and end is not None:
             self.server_cpu = end - self._s
-        kernel = pids_kernel_seconds(self.pids)
         if self._k is not None and kernel is not None:
             self.server_kernel = kernel - self._k
         redis_end = proc_cpu_seconds(self.redis_pid) if self.redis_pid else None
