@@ -7,6 +7,10 @@ INSTALL = VENV="$(VENV)" PYTHON="$(PYTHON)" bash scripts/install.sh
 
 .PHONY: demo test install install-runtime lint bench
 
+PACKET_TESTS = tests/test_speedups.py tests/test_twins_codec.py tests/test_fidelity.py tests/test_generic_clients.py \
+	tests/test_hostile_input.py tests/test_rpc.py tests/test_pubsub.py tests/test_recovery.py tests/test_session.py \
+	tests/test_testing.py tests/test_interop_052.py
+
 # Run the demo: a server and a client exercising RPC, streaming, pub/sub. Installs Python
 # packages only (the package and its runtime dependencies); no system service is needed.
 demo: install-runtime
@@ -26,6 +30,10 @@ test: install
 	WEBSHOCKET_REQUIRE_EXTENSIONS=1 $(PYTHON) -m pytest -q
 	# The wheel tests check the compiled wheel; they have nothing to do in the pure run.
 	WEBSHOCKET_NO_EXTENSIONS=1 $(PYTHON) -m pytest -q --deselect tests/test_wheel.py --deselect tests/test_bench_installed.py
+	# msgspec is installed here, so the runs above use its Structs as packet classes; the tests of
+	# packets, codec and clients again with our own classes (what an install without msgspec uses).
+	WEBSHOCKET_NO_MSGSPEC=1 WEBSHOCKET_REQUIRE_EXTENSIONS=1 $(PYTHON) -m pytest -q $(PACKET_TESTS)
+	WEBSHOCKET_NO_MSGSPEC=1 WEBSHOCKET_NO_EXTENSIONS=1 $(PYTHON) -m pytest -q $(PACKET_TESTS)
 
 lint:
 	$(PYTHON) -m ruff check webshocket tests examples benchmarks wheels

@@ -13,7 +13,7 @@ from cpython.dict cimport PyDict_Next, PyDict_SetItem
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE, PyList_New, PyList_SET_ITEM
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_AsUnsignedLongLong, PyLong_FromLongLong, PyLong_FromUnsignedLongLong
-from cpython.object cimport Py_TPFLAGS_IMMUTABLETYPE, PyObject, PyTypeObject
+from cpython.object cimport Py_TPFLAGS_IMMUTABLETYPE, PyObject, PyObject_TypeCheck, PyTypeObject
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.type cimport PyType_Modified
@@ -28,9 +28,8 @@ import msgpack
 
 cimport cython
 
-from webshocket._packets_c cimport Packet, RPCRequest, RPCResponse
-
-from webshocket import _codec_py
+from webshocket import _codec_py, _packets_c
+from webshocket._ext import packet_classes
 from webshocket.enum import PacketSource, RPCErrorCode
 from webshocket.utils import generate_uuid
 
@@ -87,10 +86,10 @@ cdef dict _ERRORS = {int(e): e for e in RPCErrorCode}
 
 
 def _to_builtin(obj):
-    """Map values msgpack/json don't know to ones they do (compiled packet objects included)."""
-    if isinstance(obj, Packet):
-        return packet_map(<Packet>obj)
-    if isinstance(obj, (RPCRequest, RPCResponse)):
+    """Map values msgpack/json don't know to ones they do (packet objects included)."""
+    if is_packet(obj):
+        return packet_map(obj)
+    if is_request(obj) or is_response(obj):
         return rpc_map(obj)
     return _py_to_builtin(obj)
 
@@ -128,40 +127,51 @@ cdef object _json_bytes = _codec_py.make_json_encoder(_to_builtin, has_odd_float
 
 
 cdef object rpc_map(object rpc):
-    cdef RPCResponse resp
-    cdef RPCRequest req
-    if isinstance(rpc, RPCResponse):
-        resp = <RPCResponse>rpc
+    cdef object error
+    if is_response(rpc):
+        error = slot(rpc, R_ERROR)
         return {
             "type": "response",
-            "call_id": resp.call_id,
-            "response": resp.response,
-            "error": None if resp.error is None else int(resp.error),
-            "is_stream": resp.is_stream,
-            "is_end": resp.is_end,
+            "call_id": slot(rpc, R_CALL_ID),
+            "response": slot(rpc, R_RESPONSE),
+            "error": None if error is None else int(error),
+            "is_stream": slot(rpc, R_IS_STREAM),
+            "is_end": slot(rpc, R_IS_END),
         }
-    if isinstance(rpc, RPCRequest):
-        req = <RPCRequest>rpc
-        return {"type": "request", "method": req.method, "args": req.args, "kwargs": req.kwargs, "call_id": req.call_id}
+    if is_request(rpc):
+        return {
+            "type": "request",
+            "method": slot(rpc, Q_METHOD),
+            "args": slot(rpc, Q_ARGS),
+            "kwargs": slot(rpc, Q_KWARGS),
+            "call_id": slot(rpc, Q_CALL_ID),
+        }
     return rpc  # not an RPC object: written as the value it is (as 0.5.x did)
 
 
-cdef dict packet_map(Packet packet):
-    cdef dict out = {"source": int(packet.source)}
-    if packet.data is not None:
-        out["data"] = packet.data
-    if packet.rpc is not None:
-        out["rpc"] = rpc_map(packet.rpc)
-    if packet.channel is not None:
-        out["channel"] = packet.channel
-    if packet.timestamp is not None:
-        out["timestamp"] = packet.timestamp
-    if packet.correlation_id is not None:
-        out["correlation_id"] = packet.correlation_id
-    if packet.offset is not None:
-        out["offset"] = packet.offset
-    if packet.epoch is not None:
-        out["epoch"] = packet.epoch
+cdef dict packet_map(object packet):
+    cdef dict out = {"source": int(slot(packet, P_SOURCE))}
+    cdef object value = slot(packet, P_DATA)
+    if value is not None:
+        out["data"] = value
+    value = slot(packet, P_RPC)
+    if value is not None:
+        out["rpc"] = rpc_map(value)
+    value = slot(packet, P_CHANNEL)
+    if value is not None:
+        out["channel"] = value
+    value = slot(packet, P_TIMESTAMP)
+    if value is not None:
+        out["timestamp"] = value
+    value = slot(packet, P_CORRELATION_ID)
+    if value is not None:
+        out["correlation_id"] = value
+    value = slot(packet, P_OFFSET)
+    if value is not None:
+        out["offset"] = value
+    value = slot(packet, P_EPOCH)
+    if value is not None:
+        out["epoch"] = value
     return out
 
 
@@ -170,12 +180,9 @@ class _Invalid(Exception):
 
 
 # =========================================================================== packet objects
-# The classes are written once, in webshocket/_packets_py.py, and compiled as _packets_c.
-
-PACKET_CLASSES = (Packet, RPCRequest, RPCResponse)
-for _cls in PACKET_CLASSES:  # also module attributes, as in the pure twin
-    globals()[_cls.__name__] = _cls
-
+# The classes in use are msgspec's Structs (webshocket/_structs.py) when msgspec is
+# installed, else ours (webshocket/_packets_py.py, compiled as _packets_c). Either way each
+# field is a slot: the codec reads and fills it at its offset, as fast as a C field.
 
 cdef extern from "structmember.h":
     ctypedef struct PyMemberDef:
@@ -185,10 +192,23 @@ cdef extern from "structmember.h":
         int flags
         const char* doc
     int T_OBJECT_EX
+    int READONLY
 
 cdef extern from "Python.h":
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+    PyTypeObject PyMemberDescr_Type
     object PyDescr_NewMember(PyTypeObject* type, PyMemberDef* member)
+    object PyType_GenericAlloc(PyTypeObject* type, Py_ssize_t nitems)
     const char* PyUnicode_AsUTF8(object text) except NULL
+
+cdef extern from *:
+    """
+    static int ws_allocates_generically(PyObject* cls) {
+        return ((PyTypeObject*)cls)->tp_alloc == PyType_GenericAlloc;
+    }
+    """
+    bint ws_allocates_generically(object cls)
 
 
 cdef Py_ssize_t offset_of(object instance, object value) except -1:
@@ -211,7 +231,8 @@ cdef int publish(type cls, const char* name) except -1:
       there (``__msgspec_cache__``).
     - Its fields are member descriptors, as the pure twin's slots are: msgspec builds a
       dataclass instance with ``tp_alloc`` (every field NULL) and then sets each field,
-      which Cython's own setters, written for fields that are never NULL, cannot take.
+      which Cython's own setters, written for fields that are never NULL, cannot take;
+      and the codec finds each field's offset there (``field_offset``).
     """
     cdef PyTypeObject* t = <PyTypeObject*>cls
     cdef tuple fields = cls.__match_args__
@@ -234,40 +255,109 @@ cdef int publish(type cls, const char* name) except -1:
     return 0
 
 
-publish(Packet, b"webshocket.packets.Packet")
-publish(RPCRequest, b"webshocket.packets.RPCRequest")
-publish(RPCResponse, b"webshocket.packets.RPCResponse")
+publish(_packets_c.Packet, b"webshocket.packets.Packet")
+publish(_packets_c.RPCRequest, b"webshocket.packets.RPCRequest")
+publish(_packets_c.RPCResponse, b"webshocket.packets.RPCResponse")
+
+PACKET_CLASSES = packet_classes((_packets_c.Packet, _packets_c.RPCRequest, _packets_c.RPCResponse))
+Packet, RPCRequest, RPCResponse = PACKET_CLASSES
+cdef PyTypeObject* PACKET = <PyTypeObject*>Packet
+cdef PyTypeObject* REQUEST = <PyTypeObject*>RPCRequest
+cdef PyTypeObject* RESPONSE = <PyTypeObject*>RPCResponse
 
 
-cdef inline Packet new_packet(object source, object data, object rpc, object channel, object timestamp, object correlation_id, object offset=None, object epoch=None):
-    cdef Packet p = Packet.__new__(Packet)
-    p.source = source
-    p.data = data
-    p.rpc = rpc
-    p.channel = channel
-    p.timestamp = timestamp
-    p.correlation_id = correlation_id
-    p.offset = offset
-    p.epoch = epoch
+cdef Py_ssize_t field_offset(object cls, str name) except -1:
+    """Where the slot ``name`` of ``cls`` sits in an instance."""
+    descr = cls.__dict__.get(name)
+    cdef PyMemberDef* member
+    if descr is None or not PyObject_TypeCheck(descr, &PyMemberDescr_Type):
+        raise TypeError(f"{cls.__qualname__}.{name} is not a slot")
+    member = (<PyMemberDescrObject*>descr).d_member
+    if member.type != T_OBJECT_EX or member.flags & READONLY or not (
+        <Py_ssize_t>sizeof(PyObject) <= member.offset <= (<PyTypeObject*>cls).tp_basicsize - <Py_ssize_t>sizeof(PyObject*)
+    ):
+        raise TypeError(f"{cls.__qualname__}.{name} is not a writable object slot")
+    return member.offset
+
+
+for _cls in PACKET_CLASSES:
+    if not ws_allocates_generically(_cls):  # new_* below allocate as the class does
+        raise TypeError(f"{_cls.__qualname__} does not allocate with PyType_GenericAlloc")
+
+cdef Py_ssize_t P_SOURCE = field_offset(Packet, "source")
+cdef Py_ssize_t P_DATA = field_offset(Packet, "data")
+cdef Py_ssize_t P_RPC = field_offset(Packet, "rpc")
+cdef Py_ssize_t P_CHANNEL = field_offset(Packet, "channel")
+cdef Py_ssize_t P_TIMESTAMP = field_offset(Packet, "timestamp")
+cdef Py_ssize_t P_CORRELATION_ID = field_offset(Packet, "correlation_id")
+cdef Py_ssize_t P_OFFSET = field_offset(Packet, "offset")
+cdef Py_ssize_t P_EPOCH = field_offset(Packet, "epoch")
+cdef Py_ssize_t Q_METHOD = field_offset(RPCRequest, "method")
+cdef Py_ssize_t Q_ARGS = field_offset(RPCRequest, "args")
+cdef Py_ssize_t Q_KWARGS = field_offset(RPCRequest, "kwargs")
+cdef Py_ssize_t Q_CALL_ID = field_offset(RPCRequest, "call_id")
+cdef Py_ssize_t R_CALL_ID = field_offset(RPCResponse, "call_id")
+cdef Py_ssize_t R_RESPONSE = field_offset(RPCResponse, "response")
+cdef Py_ssize_t R_ERROR = field_offset(RPCResponse, "error")
+cdef Py_ssize_t R_IS_STREAM = field_offset(RPCResponse, "is_stream")
+cdef Py_ssize_t R_IS_END = field_offset(RPCResponse, "is_end")
+
+
+cdef inline bint is_packet(object obj) noexcept:
+    return PyObject_TypeCheck(obj, PACKET)
+
+
+cdef inline bint is_request(object obj) noexcept:
+    return PyObject_TypeCheck(obj, REQUEST)
+
+
+cdef inline bint is_response(object obj) noexcept:
+    return PyObject_TypeCheck(obj, RESPONSE)
+
+
+cdef inline object slot(object obj, Py_ssize_t offset):
+    """The value of the slot at ``offset`` (None where msgspec left one unset)."""
+    cdef PyObject* value = (<PyObject**>((<char*><PyObject*>obj) + offset))[0]
+    if value == NULL:
+        return None
+    return <object>value
+
+
+cdef inline void fill(object obj, Py_ssize_t offset, object value) noexcept:
+    """Set the slot at ``offset`` of an instance that was just allocated (every slot NULL)."""
+    Py_INCREF(value)
+    (<PyObject**>((<char*><PyObject*>obj) + offset))[0] = <PyObject*>value
+
+
+cdef inline object new_packet(object source, object data, object rpc, object channel, object timestamp, object correlation_id, object offset=None, object epoch=None):
+    cdef object p = PyType_GenericAlloc(PACKET, 0)
+    fill(p, P_SOURCE, source)
+    fill(p, P_DATA, data)
+    fill(p, P_RPC, rpc)
+    fill(p, P_CHANNEL, channel)
+    fill(p, P_TIMESTAMP, timestamp)
+    fill(p, P_CORRELATION_ID, correlation_id)
+    fill(p, P_OFFSET, offset)
+    fill(p, P_EPOCH, epoch)
     return p
 
 
-cdef inline RPCRequest new_request(object method, object args, object kwargs, object call_id):
-    cdef RPCRequest r = RPCRequest.__new__(RPCRequest)
-    r.method = method
-    r.args = args
-    r.kwargs = kwargs
-    r.call_id = call_id
+cdef inline object new_request(object method, object args, object kwargs, object call_id):
+    cdef object r = PyType_GenericAlloc(REQUEST, 0)
+    fill(r, Q_METHOD, method)
+    fill(r, Q_ARGS, args)
+    fill(r, Q_KWARGS, kwargs)
+    fill(r, Q_CALL_ID, call_id)
     return r
 
 
-cdef inline RPCResponse new_response(object call_id, object response, object error, object is_stream, object is_end):
-    cdef RPCResponse r = RPCResponse.__new__(RPCResponse)
-    r.call_id = call_id
-    r.response = response
-    r.error = error
-    r.is_stream = is_stream
-    r.is_end = is_end
+cdef inline object new_response(object call_id, object response, object error, object is_stream, object is_end):
+    cdef object r = PyType_GenericAlloc(RESPONSE, 0)
+    fill(r, R_CALL_ID, call_id)
+    fill(r, R_RESPONSE, response)
+    fill(r, R_ERROR, error)
+    fill(r, R_IS_STREAM, is_stream)
+    fill(r, R_IS_END, is_end)
     return r
 
 
@@ -534,7 +624,7 @@ cdef int pack(Buf* b, object o, int depth) except -1:
             return 0
         if converted:
             raise TypeError(f"can not serialize {type(o).__name__!r} object")
-        if isinstance(o, (Packet, RPCRequest, RPCResponse)):
+        if is_packet(o) or is_request(o) or is_response(o):
             o = _to_builtin(o)
         else:
             o = _msgpack_default_py(o)  # e.g. aware datetime -> msgpack Timestamp
@@ -721,11 +811,18 @@ cpdef bytes encode_value(object value, bint as_json):
 cpdef bytes encode_packet(object packet, bint as_json):
     """Encode any :class:`Packet`."""
     cdef Buf b
-    cdef Packet pk = <Packet?>packet
     cdef object mapping
-    if pk.rpc is None and pk.timestamp is None and pk.correlation_id is None and pk.offset is None and pk.epoch is None:
-        return encode_push(int(pk.source), pk.data, pk.channel, as_json)
-    mapping = packet_map(pk)
+    if not is_packet(packet):
+        raise TypeError(f"Argument 'packet' has incorrect type (expected {Packet.__module__}.Packet, got {type(packet).__name__})")
+    if (
+        slot(packet, P_RPC) is None
+        and slot(packet, P_TIMESTAMP) is None
+        and slot(packet, P_CORRELATION_ID) is None
+        and slot(packet, P_OFFSET) is None
+        and slot(packet, P_EPOCH) is None
+    ):
+        return encode_push(int(slot(packet, P_SOURCE)), slot(packet, P_DATA), slot(packet, P_CHANNEL), as_json)
+    mapping = packet_map(packet)
     if as_json:
         return _json_bytes(mapping)
     buf_init(&b)

@@ -6,6 +6,7 @@ mode of this test run: compiled or pure), and what each printed is compared.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -35,9 +36,10 @@ def observed(python: str, case: str, env: dict[str, str], *args: str) -> dict[st
     return result
 
 
-def theirs_and_ours(case: str, *args: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def theirs_and_ours(case: str, *args: str, env: dict[str, str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What ``case`` observes under 0.5.2 and under ours (with ``env`` added to our environment)."""
     theirs = observed(str(venvs.venv_python("0.5.2")), case, venvs.clean_env(), *args)
-    ours = observed(sys.executable, case, dict(os.environ), *args)
+    ours = observed(sys.executable, case, {**os.environ, **(env or {})}, *args)
     assert theirs.pop("version") == "0.5.2"
     assert ours.pop("version") != "0.5.2"
     return theirs, ours
@@ -117,13 +119,42 @@ def test_module_level_names_of_0_5_2_resolve() -> None:
 
 
 def test_msgspec_reads_and_writes_our_packet_classes_as_0_5_2_structs() -> None:
-    """convert / json / msgpack / to_builtins / decode(type=Packet), pickles, repr, match: as in 0.5.2."""
+    """With msgspec installed our packet classes are Structs: every msgspec call gives 0.5.2's result."""
     pytest.importorskip("msgspec")
-    theirs, ours = theirs_and_ours("msgspec_packets")
-    for helper in ("structs.asdict", "structs.astuple", "structs.replace", "structs.fields"):
-        assert isinstance(theirs.pop(helper), str)  # a result; they need a real msgspec.Struct: docs/migration.md 2.6
-        assert ours.pop(helper) == {"error": "TypeError"}
+    theirs, ours = theirs_and_ours("msgspec_packets", env={"WEBSHOCKET_NO_MSGSPEC": "0"})
+    # The msgspec.structs helpers: the same, plus our two optional fields (docs/migration.md 3.17).
+    found = {key: ast.literal_eval(ours.pop(key)) for key in ("structs.asdict", "structs.astuple", "structs.fields")}
+    assert found["structs.asdict"] == {
+        **ast.literal_eval(theirs.pop("structs.asdict")),
+        "offset": "None",
+        "epoch": "None",
+    }
+    assert found["structs.astuple"] == [*ast.literal_eval(theirs.pop("structs.astuple")), "None", "None"]
+    assert found["structs.fields"] == [*ast.literal_eval(theirs.pop("structs.fields")), "offset", "epoch"]
+    assert ours["is a Struct"] == [True, True, True]
+    assert ours["structs.replace"].startswith("Packet(source=<PacketSource.RPC: 5>, data=1, rpc=RPCResponse(")
     assert ours == theirs
+    assert_packet_samples(ours)
+
+
+def test_msgspec_reads_and_writes_our_own_packet_classes_as_0_5_2_structs() -> None:
+    """With WEBSHOCKET_NO_MSGSPEC=1 our own classes are used: all but the msgspec.structs helpers as 0.5.2."""
+    pytest.importorskip("msgspec")
+    theirs, ours = theirs_and_ours("msgspec_packets", env={"WEBSHOCKET_NO_MSGSPEC": "1"})
+    for helper in ("structs.asdict", "structs.astuple", "structs.replace", "structs.fields"):
+        assert isinstance(theirs.pop(helper), str)  # they need a real msgspec.Struct: docs/migration.md 3.17
+        assert ours.pop(helper) == {"error": "TypeError"}
+    helpers = ("structs.fields of a request", "structs.asdict of a response", "config")
+    assert all(ours.pop(helper) == {"error": "TypeError"} for helper in helpers[:2])
+    assert ours.pop("config") == {"error": "AttributeError"}
+    assert ours.pop("is a Struct") == [False] * 3 and theirs.pop("is a Struct") == [True] * 3
+    for helper in helpers:
+        theirs.pop(helper)
+    assert ours == theirs
+    assert_packet_samples(ours)
+
+
+def assert_packet_samples(ours: dict[str, Any]) -> None:
     assert bytes.fromhex(ours["json.encode reply"]) == (
         b'{"source":5,"rpc":{"type":"response","call_id":"c1","response":[1,2],"error":-32001,'
         b'"is_stream":false,"is_end":true}}'

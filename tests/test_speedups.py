@@ -7,6 +7,10 @@ report in ``webshocket.SPEEDUPS`` what it really uses. The hot modules are setup
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from helpers import (
     HOT_MODULES,
@@ -22,6 +26,7 @@ from helpers import (
 )
 
 import webshocket
+import webshocket._packets
 
 
 def test_every_hot_module_is_selected() -> None:
@@ -39,9 +44,10 @@ def test_both_twins_have_sources(name: str) -> None:
 
 @pytest.mark.parametrize("name", HOT_MODULES)
 def test_the_selector_exports_the_implementation_in_use(name: str) -> None:
-    """The selecting module re-exports every name of its ``__all__`` from the implementation it chose."""
+    """The selecting module re-exports every name of its ``__all__`` from the implementation it chose
+    (``origin`` where that is not its twin: the packet classes are msgspec's Structs when msgspec is installed)."""
     module = selector(name)
-    chosen = in_use(name)
+    chosen = getattr(module, "origin", in_use(name))
     assert module.__all__
     for export in module.__all__:
         assert getattr(module, export) is getattr(chosen, export), export
@@ -83,5 +89,48 @@ def test_the_package_exports_only_the_implementations_in_use() -> None:
     # twin made them.
     for export in ("Packet", "RPCRequest", "RPCResponse"):
         cls = getattr(webshocket, export)
-        assert cls is getattr(in_use("packets"), export), export
+        assert cls is getattr(webshocket._packets.origin, export), export
         assert (cls.__module__, cls.__qualname__) == ("webshocket.packets", export)
+
+
+def test_the_packet_classes_are_msgspec_structs_exactly_when_msgspec_is_there() -> None:
+    """msgspec installed: its Structs (as 0.5.x's); WEBSHOCKET_NO_MSGSPEC=1 or no msgspec: our own classes."""
+    import importlib.util
+
+    wanted = importlib.util.find_spec("msgspec") is not None and os.environ.get("WEBSHOCKET_NO_MSGSPEC", "") in (
+        "",
+        "0",
+    )
+    assert webshocket._packets.STRUCTS is wanted
+    if wanted:
+        import msgspec
+
+        assert all(
+            issubclass(cls, msgspec.Struct)
+            for cls in (webshocket.Packet, webshocket.RPCRequest, webshocket.RPCResponse)
+        )
+        assert "webshocket._structs" in sys.modules
+    else:
+        assert webshocket._packets.origin is in_use("packets")
+        assert "webshocket._structs" not in sys.modules
+
+
+@pytest.mark.parametrize("no_msgspec", ["0", "1"])
+def test_a_process_without_msgspec_uses_our_own_classes(no_msgspec: str) -> None:
+    """msgspec made unimportable: our classes, msgspec never loaded, the codec still round-trips (either env)."""
+    code = (
+        "import sys; sys.modules['msgspec'] = None\n"
+        "import webshocket, webshocket._packets as p\n"
+        "from webshocket._codec import decode_packet, encode_packet\n"
+        "pk = webshocket.Packet(webshocket.PacketSource.RPC, rpc=webshocket.RPCResponse('c', [1]))\n"
+        "assert decode_packet(encode_packet(pk, False), False) == pk\n"
+        "print(p.STRUCTS, p.origin.__name__, sys.modules.get('msgspec'), webshocket.SPEEDUPS['codec'])\n"
+    )
+    env = {**os.environ, "WEBSHOCKET_NO_MSGSPEC": no_msgspec}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    structs, origin, loaded, compiled = done.stdout.split()
+    assert (structs, loaded) == ("False", "None")
+    assert origin == in_use("packets").__name__ and compiled == str(not NO_EXTENSIONS)

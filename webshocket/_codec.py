@@ -27,7 +27,7 @@ else:
     from ._ext import SPEEDUPS, load
 
     _impl = load("codec")
-    # Written once in _packets_py; each codec brings its twin's classes (compiled: _packets_c).
+    # msgspec's Structs when msgspec is installed, else the codec's twin of ours (_ext.packet_classes).
     Packet, RPCRequest, RPCResponse = _impl.PACKET_CLASSES
     SPEEDUPS["packets"] = SPEEDUPS["codec"]
     decode_packet = _impl.decode_packet

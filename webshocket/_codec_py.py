@@ -17,11 +17,12 @@ import math
 import uuid
 import weakref
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgpack
 
-from ._packets_py import Packet, RPCRequest, RPCResponse
+from . import _packets_py
+from ._ext import packet_classes
 from .constant import DEFAULT_CHUNK_SIZE
 from .enum import PacketSource, RPCErrorCode
 from .utils import generate_uuid
@@ -45,8 +46,12 @@ __all__ = [
 
 # --------------------------------------------------------------------------- packet objects
 
-PACKET_CLASSES = (Packet, RPCRequest, RPCResponse)
-"""The packet classes this codec reads and writes (its twin's are the compiled ones)."""
+PACKET_CLASSES = packet_classes((_packets_py.Packet, _packets_py.RPCRequest, _packets_py.RPCResponse))
+"""The packet classes this codec reads and writes: msgspec Structs, or ours (the compiled codec's are compiled)."""
+if TYPE_CHECKING:
+    from ._packets_py import Packet, RPCRequest, RPCResponse
+else:
+    Packet, RPCRequest, RPCResponse = PACKET_CLASSES
 
 
 _SOURCES: dict[Any, PacketSource] = {int(s): s for s in PacketSource}

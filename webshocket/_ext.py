@@ -14,6 +14,7 @@ import os
 from types import ModuleType
 
 NO_EXTENSIONS: bool = os.environ.get("WEBSHOCKET_NO_EXTENSIONS", "") not in ("", "0")
+NO_MSGSPEC: bool = os.environ.get("WEBSHOCKET_NO_MSGSPEC", "") not in ("", "0")
 
 SPEEDUPS: dict[str, bool] = {}
 """Hot module name -> True when its compiled implementation is in use (filled as the package imports them),
@@ -36,3 +37,25 @@ def load(name: str) -> ModuleType:
             return module
     SPEEDUPS[name] = False
     return importlib.import_module(f"webshocket._{name}_py")
+
+
+def packet_classes(own: tuple[type, type, type]) -> tuple[type, type, type]:
+    """The ``(Packet, RPCRequest, RPCResponse)`` classes a codec uses.
+
+    msgspec's Structs (``webshocket._structs``) when msgspec imports, as 0.5.x's classes
+    were, unless ``WEBSHOCKET_NO_MSGSPEC`` is set to a non-empty value other than ``0``;
+    else ``own``, the codec's twin of our classes. Both codecs ask, so they use the same.
+    """
+    if not NO_MSGSPEC:
+        try:
+            from . import _structs
+        except ModuleNotFoundError as exc:
+            if exc.name != "msgspec":
+                raise
+        except Exception as exc:  # e.g. a msgspec release that cannot declare them
+            logging.getLogger("webshocket").warning(
+                "msgspec is installed but its packet Structs failed to load (%s); using webshocket's own classes", exc
+            )
+        else:
+            return _structs.PACKET_CLASSES
+    return own

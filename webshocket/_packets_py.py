@@ -3,16 +3,17 @@
 
 :class:`Packet` is one WebSocket message; :class:`RPCRequest` and :class:`RPCResponse`
 travel in its ``rpc`` field. Compiled, each is an extension type with C fields
-(``_speedups/webshocket/_packets_c.pxd``) that the compiled codec fills directly;
+(``_speedups/webshocket/_packets_c.pxd``) that the compiled codec fills at their offsets;
 pure, a class with ``__slots__``. Type checkers read ``_packets_py.pyi``, where
 :class:`Packet` is generic over its ``rpc`` type, as in 0.5.x.
 
-0.5.x made these classes ``msgspec.Struct`` types. Ours speak the dataclass protocol
-instead (``__dataclass_fields__``, ``__post_init__``), which msgspec reads for any class:
-``msgspec.convert(obj, type=Packet)``, ``msgspec.json.encode(packet)`` and the like work, and
-write what 0.5.x wrote (the ``type`` tag of an RPC map first, a packet's None fields left
-out). msgspec is imported only when msgspec itself calls in, and the codec never looks at
-these attributes (docs/migration.md 3.17).
+0.5.x made these classes ``msgspec.Struct`` types, and when msgspec is installed the package
+uses such Structs instead (``_structs.py``). These are used without msgspec (or with
+``WEBSHOCKET_NO_MSGSPEC=1``), and speak the dataclass protocol (``__dataclass_fields__``,
+``__post_init__``), which msgspec reads for any class: ``msgspec.convert(obj, type=Packet)``,
+``msgspec.json.encode(packet)`` and the like work, and write what 0.5.x wrote (the ``type``
+tag of an RPC map first, a packet's None fields left out). msgspec is imported only when
+msgspec itself calls in, and the codec never looks at these attributes (docs/migration.md 3.17).
 """
 
 import dataclasses

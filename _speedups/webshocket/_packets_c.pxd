@@ -1,8 +1,9 @@
 # Augmenting declarations: Cython compiles webshocket/_packets_py.py (through the symlink
-# _packets_c.py) into webshocket._packets_c with these C fields. The compiled codec
-# fills them directly: ``from webshocket._packets_c cimport Packet, RPCRequest, RPCResponse``.
-# No cdef/cpdef methods: an instance needs no vtable, so one msgspec builds field by field
-# (codec.pyx's publish(), docs/migration.md 3.17) is complete.
+# _packets_c.py) into webshocket._packets_c with these C fields (used when msgspec is not
+# installed). The compiled codec reads and fills them at their offsets, as it does the slots of
+# msgspec's Structs (codec.pyx, "packet objects"); it allocates with PyType_GenericAlloc.
+# No cdef/cpdef methods: an instance needs no vtable, so one allocated that way (or by msgspec,
+# field by field: codec.pyx's publish(), docs/migration.md 3.17) is complete.
 cimport cython
 
 

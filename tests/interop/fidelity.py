@@ -354,11 +354,20 @@ def packet_samples() -> dict[str, Any]:
     match packet:
         case Packet(PacketSource.RPC, None, RPCResponse("c1", response)):
             out["match"] = response
-    # The msgspec.structs helpers, which need a real Struct (see docs/migration.md).
-    for name in ("asdict", "astuple"):
-        out[f"structs.{name}"] = attempt(lambda name=name: getattr(msgspec.structs, name)(packet))
+    # The msgspec.structs helpers, which need a real Struct (docs/migration.md 3.17).
+    out["structs.asdict"] = attempt(lambda: {k: repr(v) for k, v in msgspec.structs.asdict(packet).items()})
+    out["structs.astuple"] = attempt(lambda: [repr(v) for v in msgspec.structs.astuple(packet)])
     out["structs.replace"] = attempt(lambda: msgspec.structs.replace(packet, data=1))
     out["structs.fields"] = attempt(lambda: [f.name for f in msgspec.structs.fields(Packet)])
+    out["structs.fields of a request"] = attempt(lambda: [f.name for f in msgspec.structs.fields(RPCRequest)])
+    out["structs.asdict of a response"] = attempt(lambda: msgspec.structs.asdict(packet.rpc))
+    out["is a Struct"] = [issubclass(cls, msgspec.Struct) for cls in (Packet, RPCRequest, RPCResponse)]
+    out["config"] = attempt(
+        lambda: [
+            (c.tag, c.tag_field, c.omit_defaults, c.gc)
+            for c in (cls.__struct_config__ for cls in (Packet, RPCRequest, RPCResponse))
+        ]
+    )
     return out
 
 
