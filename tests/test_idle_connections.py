@@ -279,6 +279,23 @@ async def test_each_connection_gets_its_own_101_answer() -> None:
             await ws.close()
 
 
+@pytest.mark.parametrize("subprotocol", [None, FRAMEWORK, "webshocket.json"])
+def test_a_101_answer_written_from_its_template_is_what_picows_writes(subprotocol: str | None) -> None:
+    """``SwitchingProtocols.to_bytes`` (the template's bytes, then picows's accept header) is
+    byte for byte ``WSUpgradeResponse.to_bytes``; any other header state is written by picows."""
+    response = server_module.switching_protocols(subprotocol)
+    response.headers["Sec-WebSocket-Accept"] = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    written = bytes(response.to_bytes())
+    assert written == bytes(server_module.WSUpgradeResponse.to_bytes(response))
+    assert written.endswith(b"\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
+    assert written.startswith(b"HTTP/1.1 101 ")
+    if subprotocol is not None:
+        assert b"\r\nSec-WebSocket-Protocol: %b\r\n" % subprotocol.encode() in written
+    response.headers["X-Extra"] = "1"  # not the template's headers and one accept: picows writes it
+    assert bytes(response.to_bytes()) == bytes(server_module.WSUpgradeResponse.to_bytes(response))
+    assert b"X-Extra: 1\r\n" in bytes(response.to_bytes())
+
+
 async def test_closing_a_slow_consumer_goes_through_its_owner() -> None:
     async with running_server(Handler) as server, connected_client(server):
         (conn,) = server.clients

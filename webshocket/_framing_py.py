@@ -35,6 +35,15 @@ _BINARY = WSMsgType.BINARY
 _CONTINUATION = WSMsgType.CONTINUATION
 _CLOSE = WSMsgType.CLOSE
 _PING = WSMsgType.PING
+_CLOSE_OK = WSCloseCode.OK
+_PROTOCOL_ERROR = WSCloseCode.PROTOCOL_ERROR
+# The same kinds as C ints, compiled (the .pxd declares them): a frame's kind is compared
+# without making it a Python WSMsgType first (that call costs more than the rest of the test).
+BINARY_KIND = _BINARY.value
+TEXT_KIND = _TEXT.value
+CONTINUATION_KIND = _CONTINUATION.value
+CLOSE_KIND = _CLOSE.value
+PING_KIND = _PING.value
 
 
 class MessageListener(WSListener):  # noqa: F405
@@ -73,26 +82,26 @@ class MessageListener(WSListener):  # noqa: F405
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         self.heard = True
-        msg_type = frame.msg_type
+        kind: int = frame.msg_type  # type: ignore[assignment]  # a C int compiled, else an IntEnum (the stub: an Enum)
         if frame.rsv1 or frame.rsv2 or frame.rsv3:
             self.fail(transport, WSCloseCode.PROTOCOL_ERROR, b"Reserved bits set without a negotiated extension")
             return
-        if msg_type is _BINARY or msg_type is _TEXT:
+        if kind == BINARY_KIND or kind == TEXT_KIND:
             if self.fragments is not None:
                 self.fail(transport, WSCloseCode.PROTOCOL_ERROR, b"New message before the fragmented one ended")
                 return
             if frame.fin:
                 payload = frame.get_payload_as_bytes()
-                if msg_type is _TEXT and not _valid_utf8(payload):
+                if kind == TEXT_KIND and not _valid_utf8(payload):
                     self.fail(transport, WSCloseCode.INVALID_TEXT, b"Invalid UTF-8 in a text message")
                     return
                 self.on_message(payload)
             else:
                 self.fragments = [frame.get_payload_as_bytes()]
                 self.fragments_size = frame.payload_size
-                self.fragments_text = msg_type is _TEXT
+                self.fragments_text = kind == TEXT_KIND
                 self._check_size(transport)
-        elif msg_type is _CONTINUATION:
+        elif kind == CONTINUATION_KIND:
             fragments = self.fragments
             if fragments is None:
                 self.fail(transport, WSCloseCode.PROTOCOL_ERROR, b"Continuation frame without a message")
@@ -108,9 +117,9 @@ class MessageListener(WSListener):  # noqa: F405
                     self.fail(transport, WSCloseCode.INVALID_TEXT, b"Invalid UTF-8 in a text message")
                     return
                 self.on_message(payload)
-        elif msg_type is _PING:  # answered here (not by picows) so that its reserved bits were checked
+        elif kind == PING_KIND:  # answered here (not by picows) so that its reserved bits were checked
             transport.send_pong(frame.get_payload_as_bytes())
-        elif msg_type is _CLOSE:
+        elif kind == CLOSE_KIND:
             self.on_close_frame(transport, frame)
 
     def _check_size(self, transport: picows.WSTransport) -> bool:
@@ -132,10 +141,10 @@ def valid_close_code(code: int) -> bool:
 def close_reply(frame: picows.WSFrame) -> tuple[WSCloseCode, bytes]:
     """The close frame that answers ``frame``: its code echoed, 1000 if it had none, 1002 if invalid."""
     if frame.payload_size == 0:
-        return WSCloseCode.OK, b""
+        return _CLOSE_OK, b""
     code = frame.get_close_code()
-    if not valid_close_code(code.value if isinstance(code, WSCloseCode) else int(code)):
-        return WSCloseCode.PROTOCOL_ERROR, b"Invalid close code"
+    if not valid_close_code(int(code)):  # type: ignore[call-overload]  # an IntEnum (picows's stub: an Enum), or an int
+        return _PROTOCOL_ERROR, b"Invalid close code"
     return code, frame.get_close_message()
 
 

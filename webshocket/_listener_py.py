@@ -57,6 +57,7 @@ _logger = logging.getLogger("webshocket.server")
 _RPC = PacketSource.RPC
 _UNKNOWN = PacketSource.UNKNOWN
 _SESSION = PacketSource.SESSION
+_CLOSE_OK = WSCloseCode.OK
 
 _NOT_FOUND = int(RPCErrorCode.METHOD_NOT_FOUND)
 _INVALID_PARAMS = int(RPCErrorCode.INVALID_PARAMS)
@@ -549,17 +550,17 @@ class ServerCore:
         if self.on_open is not None:
             self.on_open(conn)
         if engine.wants_session and self.hub.store is not None:
-            engine.connect_task = task = self.loop.create_task(self._open_session(engine))
+            engine.connect_task = task = self.loop.create_task(self._open_session(engine, conn))
             self._track(task)
         elif self.has_on_connect:
-            engine.connect_task = task = self.loop.create_task(self._on_connect(engine))
+            engine.connect_task = task = self.loop.create_task(self._on_connect(engine, conn))
             self._track(task)
         else:
             engine.ready = True
 
-    async def _on_connect(self, engine: ServerListener) -> None:
+    async def _on_connect(self, engine: ServerListener, conn: ClientConnection[Any]) -> None:
         try:
-            await self.handler.on_connect(engine.conn)
+            await self.handler.on_connect(conn)
         except Exception:
             _logger.exception("on_connect raised for %s", engine.remote_address())
         self._opened(engine)
@@ -571,7 +572,7 @@ class ServerCore:
         engine.resume_reading(PAUSE_CONNECTING)
         engine.release()
 
-    async def _open_session(self, engine: ServerListener) -> None:
+    async def _open_session(self, engine: ServerListener, conn: ClientConnection[Any]) -> None:
         """A connection that asked for a session (server with recovery): read the client's
         hello (its first message), resume its session if it can be, or start a new one.
 
@@ -584,7 +585,6 @@ class ServerCore:
         store = hub.store
         recovery = self.config.recovery
         assert store is not None and recovery is not None
-        conn = engine.conn
         hello = None
         try:
             payload = await engine.first_message(recovery.hello_timeout)
@@ -622,7 +622,7 @@ class ServerCore:
         if resume is None:
             self.stats["sessions_started"] += 1
             if self.has_on_connect:
-                await self._on_connect(engine)
+                await self._on_connect(engine, conn)
             else:
                 self._opened(engine)
             return
@@ -645,6 +645,11 @@ class ServerCore:
         self.watched.discard(engine)
         if engine.queue is not None:
             engine.queue.put_nowait(_CLOSED)
+        # The engine is done with its facade, and its closed sink with it: without these two
+        # references (the facade keeps its engine), nothing of the connection is in a reference
+        # cycle, so it is freed as soon as nothing holds it, not by the garbage collector.
+        engine.conn = None  # type: ignore[assignment]
+        engine.sink.owner = None
         if not was_client:
             return
         self.engines.discard(engine)
@@ -654,7 +659,7 @@ class ServerCore:
         self.hub.unsubscribe_all(conn)
         self.stats["connections_closed"] += 1
         if self.has_on_disconnect:
-            self._track(self.loop.create_task(self._on_disconnect(engine)))
+            self._track(self.loop.create_task(self._on_disconnect(engine, conn)))
 
     def drop_work(self, engine: ServerListener) -> None:
         """The connection closes: it leaves ``clients`` and its channels at once (so nothing is
@@ -666,7 +671,7 @@ class ServerCore:
                     self._park(engine)
                 elif self.hub.store is not None:
                     self.hub.store.forget(engine.session)
-            self.loop.call_soon(self._forget, engine)
+            self.loop.call_soon(self._forget, engine.conn)
         for tasks in (engine.streams, engine.calls):
             if tasks:
                 for task in tasks.values():
@@ -763,18 +768,17 @@ class ServerCore:
             conn = engine.conn
             store.park(token, Snapshot(dict(conn.session_state), self.hub.snapshot(conn)))
 
-    def _forget(self, engine: ServerListener) -> None:
+    def _forget(self, conn: ClientConnection[Any]) -> None:
         """A closing connection leaves ``clients`` and its channels."""
-        conn = engine.conn
         self.hub.clients.discard(conn)
         self.hub.unsubscribe_all(conn)
 
-    async def _on_disconnect(self, engine: ServerListener) -> None:
+    async def _on_disconnect(self, engine: ServerListener, conn: ClientConnection[Any]) -> None:
         connect_task = engine.connect_task
         if connect_task is not None and not connect_task.done():
             await asyncio.wait([connect_task])
         try:
-            await self.handler.on_disconnect(engine.conn)
+            await self.handler.on_disconnect(conn)
         except Exception:
             _logger.exception("on_disconnect raised for %s", engine.remote_address())
 
@@ -1305,7 +1309,7 @@ class ServerListener(MessageListener):  # noqa: F405
         """The client closes: replies already queued go before our close frame."""
         if self.sink is not None:
             self.sink.flush()
-        if not frame.payload_size or frame.get_close_code() == WSCloseCode.OK:
+        if not frame.payload_size or frame.get_close_code() == _CLOSE_OK:
             self.parkable = False  # the client said goodbye (1000 or no code; 1001 and others may come back)
         self.mark_closed()
         MessageListener.on_close_frame(self, transport, frame)  # noqa: F405

@@ -11,7 +11,7 @@ import ssl
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from picows import (
     WSAutoPingStrategy,
@@ -100,14 +100,22 @@ def make_backplane(backplane: str | Sequence[str] | Backplane | None) -> Backpla
 
 
 def offered_subprotocols(request: WSUpgradeRequest) -> list[str]:
-    """The subprotocols an upgrade request offers, in its order."""
-    offered = request.headers.getall("Sec-WebSocket-Protocol", ())
+    """The subprotocols an upgrade request offers, in its order (read once per upgrade)."""
+    offered = request.headers.getall("Sec-WebSocket-Protocol", None)
+    if offered is None:
+        return []
+    if len(offered) == 1 and "," not in offered[0]:  # the usual request: one header naming one
+        return [offered[0].strip()]
     return [token.strip() for value in offered for token in value.split(",")]
 
 
 def wants_session(request: WSUpgradeRequest) -> str | None:
     """The session subprotocol an upgrade request offers first (None: it asks for no session)."""
-    for token in offered_subprotocols(request):
+    return _session_of(offered_subprotocols(request))
+
+
+def _session_of(offered: list[str]) -> str | None:
+    for token in offered:
         if token in SESSION_SUBPROTOCOLS:
             return token
     return None
@@ -169,7 +177,23 @@ PING_IDLE_TIMEOUT = 20.0
 """Seconds of silence before a client is pinged (picows's ``auto_ping_idle_timeout`` default)."""
 PING_REPLY_TIMEOUT = 20.0
 """Seconds a pinged client has to answer (picows's ``auto_ping_reply_timeout`` default)."""
-_PICOWS_LOGGER = logging.LoggerAdapter(logging.getLogger("webshocket.server.picows"), {})
+
+
+class _PicowsLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The adapter picows logs through. picows asks it ``isEnabledFor`` twice per connection and
+    logs two ``info`` lines per connection, usually below the logger's level: both go straight to
+    the logger (the base class's ``info`` goes through ``log`` and the adapter's ``isEnabledFor``)."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logger, {})
+        self.isEnabledFor = logger.isEnabledFor  # type: ignore[method-assign]
+
+    def info(self, msg: object, *args: object, **kwargs: Any) -> None:
+        if self.logger.isEnabledFor(logging.INFO):
+            self.log(logging.INFO, msg, *args, **kwargs)
+
+
+_PICOWS_LOGGER = _PicowsLogger(logging.getLogger("webshocket.server.picows"))
 """picows's logger: an adapter, not a Logger, so that picows does not make a child logger per connection."""
 
 
@@ -189,18 +213,50 @@ def keep_alive(options: dict[str, Any]) -> tuple[float, float] | None:
 
 
 _RESPONSES: dict[str | None, WSUpgradeResponse] = {}  # subprotocol -> the 101 response the others copy
+_ACCEPT = "Sec-WebSocket-Accept"
+
+
+class SwitchingProtocols(WSUpgradeResponse):
+    """A 101 response copied from a template (:func:`switching_protocols`). Its bytes are the
+    template's, encoded once (``head``), and the ``Sec-WebSocket-Accept`` header picows adds for
+    the connection: what ``WSUpgradeResponse.to_bytes`` writes, without encoding it all again."""
+
+    __slots__ = ()
+    head: ClassVar[bytes] = b""  # status line and the template's headers, then "Sec-WebSocket-Accept: "
+    size: ClassVar[int] = -1  # headers of the template
+
+    def to_bytes(self) -> bytearray:
+        headers = self.headers
+        if len(headers) == self.size + 1 and not self.body:  # the template's headers and one more:
+            accept = headers.get(_ACCEPT)
+            if accept is not None:  # picows's Sec-WebSocket-Accept (set last, so written last)
+                return bytearray(b"%b%b\r\n\r\n" % (self.head, accept.encode()))
+        return super().to_bytes()
+
+
+_SWITCHING: dict[str | None, type[SwitchingProtocols]] = {}  # subprotocol -> the class of its 101 responses
+
+
+def _switching_class(subprotocol: str | None) -> type[SwitchingProtocols]:
+    extra = None if subprotocol is None else {"Sec-WebSocket-Protocol": subprotocol}
+    template = _RESPONSES[subprotocol] = WSUpgradeResponse.create_101_response(extra_headers=extra)
+    # As picows does with each response: multidict then keeps the names in the form its copies share.
+    written = template.to_bytes()
+    attributes = {"__slots__": (), "head": bytes(written[:-2]) + f"{_ACCEPT}: ".encode(), "size": len(template.headers)}
+    made = type("SwitchingProtocols", (SwitchingProtocols,), attributes)
+    _SWITCHING[subprotocol] = made
+    return made
 
 
 def switching_protocols(subprotocol: str | None) -> WSUpgradeResponse:
     """A 101 response (naming ``subprotocol``), its headers copied from one made once: the copies
     share the header names and values, which picows would make anew for each connection and keep
     as long as it lasts (~500 bytes each)."""
-    template = _RESPONSES.get(subprotocol)
-    if template is None:
-        extra = None if subprotocol is None else {"Sec-WebSocket-Protocol": subprotocol}
-        template = _RESPONSES[subprotocol] = WSUpgradeResponse.create_101_response(extra_headers=extra)
-        template.to_bytes()  # as picows does with each: multidict then keeps the names in the form its copies share
-    response = WSUpgradeResponse()
+    made = _SWITCHING.get(subprotocol)
+    if made is None:
+        made = _switching_class(subprotocol)
+    template = _RESPONSES[subprotocol]
+    response = made()
     response.version = template.version
     response.status = template.status
     response.headers = template.headers.copy()
@@ -461,30 +517,31 @@ class WebSocketServer(Generic[H]):
             if isinstance(screened, WSUpgradeResponseWithListener):
                 return screened  # refused
             handshake = screened
+        offered = offered_subprotocols(request)
         if self.config.recovery is not None:
-            session = wants_session(request)
+            session = _session_of(offered)
             if session is not None:  # the client asks for a session: the subprotocol says which dialect
                 return WSUpgradeResponseWithListener(
                     switching_protocols(session),
                     _listener.ServerListener(
                         self._core,
                         ClientType.FRAMEWORK if SESSION_SUBPROTOCOLS[session] else ClientType.GENERIC,
-                        session=True,
-                        request=handshake,
+                        True,
+                        handshake,
                     ),
                 )
-        if wants_framework(request):
+        if DEFAULT_WEBSHOCKET_SUBPROTOCOL in offered:
             return WSUpgradeResponseWithListener(
                 switching_protocols(DEFAULT_WEBSHOCKET_SUBPROTOCOL),
-                _listener.ServerListener(self._core, ClientType.FRAMEWORK, request=handshake),
+                _listener.ServerListener(self._core, ClientType.FRAMEWORK, False, handshake),
             )
-        if "Sec-WebSocket-Protocol" in request.headers and JSON_SUBPROTOCOL in offered_subprotocols(request):
+        if JSON_SUBPROTOCOL in offered:
             return WSUpgradeResponseWithListener(  # a JSON client that names its dialect (browsers need an echo)
                 switching_protocols(JSON_SUBPROTOCOL),
-                _listener.ServerListener(self._core, ClientType.GENERIC, request=handshake),
+                _listener.ServerListener(self._core, ClientType.GENERIC, False, handshake),
             )
         return WSUpgradeResponseWithListener(
-            switching_protocols(None), _listener.ServerListener(self._core, ClientType.GENERIC, request=handshake)
+            switching_protocols(None), _listener.ServerListener(self._core, ClientType.GENERIC, False, handshake)
         )
 
     def _screen(self, raw: WSUpgradeRequest) -> Request | WSUpgradeResponseWithListener | None:
