@@ -151,27 +151,12 @@ cdef object rpc_map(object rpc):
 
 cdef dict packet_map(object packet):
     cdef dict out = {"source": int(slot(packet, P_SOURCE))}
-    cdef object value = slot(packet, P_DATA)
-    if value is not None:
-        out["data"] = value
-    value = slot(packet, P_RPC)
-    if value is not None:
-        out["rpc"] = rpc_map(value)
-    value = slot(packet, P_CHANNEL)
-    if value is not None:
-        out["channel"] = value
-    value = slot(packet, P_TIMESTAMP)
-    if value is not None:
-        out["timestamp"] = value
-    value = slot(packet, P_CORRELATION_ID)
-    if value is not None:
-        out["correlation_id"] = value
-    value = slot(packet, P_OFFSET)
-    if value is not None:
-        out["offset"] = value
-    value = slot(packet, P_EPOCH)
-    if value is not None:
-        out["epoch"] = value
+    cdef Py_ssize_t i
+    cdef object value
+    for i in range(7):  # the optional fields, in wire order: left out when None
+        value = slot(packet, P_OPTIONAL[i])
+        if value is not None:
+            out[OPTIONAL_NAMES[i]] = rpc_map(value) if i == 1 else value
     return out
 
 
@@ -292,6 +277,8 @@ cdef Py_ssize_t P_TIMESTAMP = field_offset(Packet, "timestamp")
 cdef Py_ssize_t P_CORRELATION_ID = field_offset(Packet, "correlation_id")
 cdef Py_ssize_t P_OFFSET = field_offset(Packet, "offset")
 cdef Py_ssize_t P_EPOCH = field_offset(Packet, "epoch")
+cdef tuple OPTIONAL_NAMES = ("data", "rpc", "channel", "timestamp", "correlation_id", "offset", "epoch")
+cdef Py_ssize_t[7] P_OPTIONAL = [P_DATA, P_RPC, P_CHANNEL, P_TIMESTAMP, P_CORRELATION_ID, P_OFFSET, P_EPOCH]
 cdef Py_ssize_t Q_METHOD = field_offset(RPCRequest, "method")
 cdef Py_ssize_t Q_ARGS = field_offset(RPCRequest, "args")
 cdef Py_ssize_t Q_KWARGS = field_offset(RPCRequest, "kwargs")

@@ -16,12 +16,16 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from . import _packets_py
 from .enum import PacketSource, RPCErrorCode
 from .utils import generate_uuid
 
 __all__ = ["PACKET_CLASSES", "Packet", "RPCRequest", "RPCResponse"]
 
-_RPC_SOURCE = PacketSource.RPC
+
+def _same(cls: type, name: str) -> Any:
+    """Our class's ``name`` (a property or method that only reads fields), for the Struct too."""
+    return cls.__dict__[name]
 
 
 class RPCRequest(msgspec.Struct, tag="request", gc=False):
@@ -39,19 +43,11 @@ class RPCRequest(msgspec.Struct, tag="request", gc=False):
         if self.call_id is None:
             self.call_id = generate_uuid()
 
-    @property
-    def type(self) -> str:
-        """``"request"``: the tag of its map on the wire."""
-        return "request"
+    type = _same(_packets_py.RPCRequest, "type")
 
 
 class RPCResponse(msgspec.Struct, tag="response", gc=False):
-    """The answer to an :class:`RPCRequest` (one per chunk for a streaming method).
-
-    ``response`` is the result, or the error message when ``error`` is set.
-    ``data``, ``rpc`` and ``source`` make it usable where a :class:`Packet` is
-    expected: ``(await client.send_rpc("add", 1, 2)).data == 3``.
-    """
+    __doc__ = _packets_py.RPCResponse.__doc__
 
     call_id: str
     response: Any = None
@@ -59,30 +55,11 @@ class RPCResponse(msgspec.Struct, tag="response", gc=False):
     is_stream: bool = False
     is_end: bool = False
 
-    @property
-    def type(self) -> str:
-        """``"response"``: the tag of its map on the wire."""
-        return "response"
-
-    @property
-    def data(self) -> Any:
-        """The result (alias of ``response``), as in ``packet.data``."""
-        return self.response
-
-    @property
-    def rpc(self) -> "RPCResponse":
-        """This response (so ``result.rpc.response`` works as on a packet)."""
-        return self
-
-    @property
-    def source(self) -> PacketSource:
-        """Always :attr:`PacketSource.RPC`."""
-        return _RPC_SOURCE
-
-    @property
-    def ok(self) -> bool:
-        """True when the call succeeded (``error`` is None)."""
-        return self.error is None
+    type = _same(_packets_py.RPCResponse, "type")
+    data = _same(_packets_py.RPCResponse, "data")
+    rpc = _same(_packets_py.RPCResponse, "rpc")
+    source = _same(_packets_py.RPCResponse, "source")
+    ok = _same(_packets_py.RPCResponse, "ok")
 
 
 RType = TypeVar("RType", bound=RPCRequest | RPCResponse)
@@ -90,18 +67,7 @@ RType = TypeVar("RType", bound=RPCRequest | RPCResponse)
 
 
 class Packet(msgspec.Struct, Generic[RType], gc=False, omit_defaults=True):
-    """One message of the protocol.
-
-    Attributes:
-        source: where it comes from (:class:`PacketSource`).
-        data: the payload of a custom, channel or broadcast packet.
-        rpc: an :class:`RPCRequest` or :class:`RPCResponse`.
-        channel: the channel a CHANNEL packet was published to.
-        timestamp: optional float.
-        correlation_id: optional string.
-        offset: a CHANNEL packet's position in its channel's history (servers with recovery).
-        epoch: the history ``offset`` counts in; it changes when that history was lost.
-    """
+    __doc__ = _packets_py.Packet.__doc__
 
     source: PacketSource
     data: Any = None
@@ -119,15 +85,7 @@ class Packet(msgspec.Struct, Generic[RType], gc=False, omit_defaults=True):
             values = values[:6]
         return (type(self), values)
 
-    def __repr__(self) -> str:
-        # 0.5.x's repr; offset and epoch only when set.
-        return (
-            f"Packet(source={self.source!r}, data={self.data!r}, rpc={self.rpc!r}, channel={self.channel!r}, "
-            f"timestamp={self.timestamp!r}, correlation_id={self.correlation_id!r}"
-            + ("" if self.offset is None else f", offset={self.offset!r}")
-            + ("" if self.epoch is None else f", epoch={self.epoch!r}")
-            + ")"
-        )
+    __repr__ = _same(_packets_py.Packet, "__repr__")  # 0.5.x's repr; offset and epoch only when set
 
 
 for _cls in (Packet, RPCRequest, RPCResponse):
