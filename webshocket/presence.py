@@ -404,6 +404,7 @@ class RedisPresenceStore(PresenceStore):
         self._state = _RedisState()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False  # close() asked the writer to stop after what it is writing
         self._node = b""
 
     def nodes_key(self, channel: str) -> bytes:
@@ -485,18 +486,20 @@ class RedisPresenceStore(PresenceStore):
         next_refresh = loop.time() + self.refresh
         backoff = 0.1
         while True:
-            if not state.queue and not state.resync:
+            if not state.queue and not state.resync and not self._closing:
                 try:
                     await asyncio.wait_for(self._wake.wait(), max(0.0, next_refresh - loop.time()))
                 except (asyncio.TimeoutError, TimeoutError):
                     pass
             self._wake.clear()
             try:
-                if state.resync:
+                if state.resync and not self._closing:
                     state.queue.clear()  # the rewrite takes the state as it is now
                     await self._rewrite(list(self._local_channels()))
                     state.resync = False
                 await self._flush()
+                if self._closing:
+                    return  # nothing of ours is in flight: close() removes this node's members next
                 if loop.time() >= next_refresh:
                     next_refresh = loop.time() + self.refresh
                     await self._refresh()
@@ -511,6 +514,8 @@ class RedisPresenceStore(PresenceStore):
                     _logger.warning("Presence: writing to Redis failed (%s: %s); retrying", type(exc).__name__, exc)
                 state.failing = True
                 state.resync = True
+                if self._closing:
+                    return
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.refresh)
 
@@ -617,12 +622,13 @@ class RedisPresenceStore(PresenceStore):
         """Write what is queued (up to 2 s), remove this node's remaining members, disconnect."""
         task, self._task = self._task, None  # (no new commands are queued from now on)
         if task is not None:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 2.0
-            while self._state.queue and not self._state.failing and loop.time() < deadline and not task.done():
-                self._wake.set()
-                await asyncio.sleep(0.01)
-            task.cancel()
+            # The writer writes what is queued and stops between two writes: stopped in the middle
+            # of one (a refresh), its commands could reach Redis after the removal below.
+            self._closing = True
+            self._wake.set()
+            done, _ = await asyncio.wait([task], timeout=2.0)
+            if not done:  # Redis is that slow: what is still queued is dropped (the entries expire)
+                task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         clients, self.clients = self.clients, []
         if not clients:
