@@ -109,12 +109,8 @@ def offered_subprotocols(request: WSUpgradeRequest) -> list[str]:
     return [token.strip() for value in offered for token in value.split(",")]
 
 
-def wants_session(request: WSUpgradeRequest) -> str | None:
-    """The session subprotocol an upgrade request offers first (None: it asks for no session)."""
-    return _session_of(offered_subprotocols(request))
-
-
-def _session_of(offered: list[str]) -> str | None:
+def session_subprotocol(offered: list[str]) -> str | None:
+    """The session subprotocol offered first (None: the request asks for no session)."""
     for token in offered:
         if token in SESSION_SUBPROTOCOLS:
             return token
@@ -262,11 +258,6 @@ def switching_protocols(subprotocol: str | None) -> WSUpgradeResponse:
     response.headers = template.headers.copy()
     response.body = None
     return response
-
-
-def wants_framework(request: WSUpgradeRequest) -> bool:
-    """True when the upgrade request asks for the ``webshocket.v1`` subprotocol."""
-    return DEFAULT_WEBSHOCKET_SUBPROTOCOL in offered_subprotocols(request)
 
 
 class WebSocketServer(Generic[H]):
@@ -519,7 +510,7 @@ class WebSocketServer(Generic[H]):
             handshake = screened
         offered = offered_subprotocols(request)
         if self.config.recovery is not None:
-            session = _session_of(offered)
+            session = session_subprotocol(offered)
             if session is not None:  # the client asks for a session: the subprotocol says which dialect
                 return WSUpgradeResponseWithListener(
                     switching_protocols(session),
